@@ -1,0 +1,140 @@
+"""The tool-selection stage: forward only the tools that the request's class needs.
+
+Rules that no policy can switch off, because a missing tool sends agents into loops that make no
+progress and a changing tool list breaks provider prompt caching:
+
+- a tool named by `tool_choice` is kept;
+- a tool called anywhere earlier in the conversation (a `tool_use` block) is kept;
+- a tool in no tool group, or an entry without a name, is kept;
+- within one agent session the kept set only grows (union with the session's earlier kept set);
+- kept tools keep their order and are the same dict objects, so their bytes do not change;
+- when no tool remains, `tools` and `tool_choice` are both removed from the body.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from engine.pipeline.context import RequestContext
+from engine.policy.models import Policy
+from engine.stages.tools.classify import ConversationFacts, classify, conversation_facts
+from engine.stages.tools.sessions import ToolSessions
+from engine.tokens import count_tools
+
+logger = logging.getLogger(__name__)
+
+# The class of a request that no rule matched; such a request keeps every tool.
+UNMATCHED_CLASS = "default"
+
+
+def tool_name(tool: Any) -> str | None:
+    """Return a tool definition's name, or None for an entry without a string name."""
+    if isinstance(tool, dict):
+        name = tool.get("name")
+        if isinstance(name, str) and name:
+            return name
+    return None
+
+
+def _label(tool: Any) -> str:
+    # Decision records list tools by name; an unnamed entry is shown by its type (e.g. `local_shell`).
+    name = tool_name(tool)
+    if name is not None:
+        return name
+    if isinstance(tool, dict) and isinstance(tool.get("type"), str):
+        return f"<{tool['type']}>"
+    return "<malformed>"
+
+
+def forced_tool_name(tool_choice: Any) -> str | None:
+    """Return the tool that `tool_choice` forces (`{"type": "tool", "name": ...}`), if any."""
+    if isinstance(tool_choice, dict) and tool_choice.get("type") == "tool":
+        name = tool_choice.get("name")
+        if isinstance(name, str) and name:
+            return name
+    return None
+
+
+def _bind_rules(policy: Policy) -> None:
+    # Rules validated as part of a whole policy are bound at load; this covers rules built otherwise.
+    for rule in policy.classes:
+        if not rule.is_bound:
+            rule.bind_groups(policy.tool_groups)
+
+
+def _configure_sessions(sessions: ToolSessions, policy: Policy) -> None:
+    bounds = policy.sessions
+    if sessions.max_sessions != bounds.max_sessions or sessions.idle_ttl != bounds.idle_ttl:
+        sessions.configure(bounds.max_sessions, bounds.idle_ttl)
+
+
+def select_tools(ctx: RequestContext, policy: Policy, sessions: ToolSessions) -> dict:
+    """Classify the request, replace `ctx.body["tools"]` with the kept tools, and return the decision.
+
+    Sets `ctx.scratch["class"]` (the class name) and `ctx.scratch["last_user_text"]` (the last user
+    text without system reminders, which later stages reuse). The decision has the keys `class`,
+    `rule` (index of the matching rule in `classes`, or None), `kept` and `removed` (tool names),
+    `tokens_before` and `tokens_after` (estimated tokens of the tool definitions).
+    """
+    _bind_rules(policy)
+    _configure_sessions(sessions, policy)
+
+    facts = conversation_facts(ctx.body, ctx.headers, ctx.requested_model)
+    match = classify(policy.classes, facts)
+    class_name = match[1].name if match else UNMATCHED_CLASS
+    ctx.scratch["class"] = class_name
+    ctx.scratch["last_user_text"] = facts.last_user_text
+
+    decision: dict[str, Any] = {
+        "class": class_name,
+        "rule": match[0] if match else None,
+        "kept": [],
+        "removed": [],
+        "tokens_before": 0,
+        "tokens_after": 0,
+    }
+    tools = ctx.body.get("tools")
+    if tools is None:
+        return decision
+    if not isinstance(tools, list):
+        # Validation upstream should have rejected this; leave the value for the provider to judge.
+        logger.warning("request %s: `tools` is a %s, not a list; left unchanged", ctx.request_id, type(tools).__name__)
+        return decision
+
+    session_key = (ctx.team, ctx.session_id) if ctx.session_id else None
+    protected = _protected_names(ctx.body, facts)
+    if session_key is not None:
+        protected |= sessions.get(session_key)
+
+    kept = []
+    removed = []
+    for tool in tools:
+        name = tool_name(tool)
+        if name is None or name in protected or match is None or match[1].keeps(name):
+            kept.append(tool)
+        else:
+            removed.append(tool)
+
+    if session_key is not None:
+        sessions.add(session_key, {name for name in map(tool_name, kept) if name is not None})
+
+    if kept:
+        ctx.body["tools"] = kept
+    else:
+        del ctx.body["tools"]
+        ctx.body.pop("tool_choice", None)
+
+    decision["kept"] = [_label(tool) for tool in kept]
+    decision["removed"] = [_label(tool) for tool in removed]
+    decision["tokens_before"] = count_tools(tools)
+    decision["tokens_after"] = count_tools(kept) if removed else decision["tokens_before"]
+    return decision
+
+
+def _protected_names(body: dict, facts: ConversationFacts) -> set[str]:
+    names = set(facts.called_tools)
+    forced = forced_tool_name(body.get("tool_choice"))
+    if forced is not None:
+        names.add(forced)
+    return names
