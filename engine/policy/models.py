@@ -15,7 +15,6 @@ from pydantic import (
     Field,
     SecretStr,
     field_validator,
-    model_validator,
 )
 
 from engine.policy.durations import Duration
@@ -161,22 +160,6 @@ class Policy(Strict):
     decision_log: DecisionLog = Field(default_factory=DecisionLog)
     tests: str | None = Field("tests", description="Folder of `leangate test` cases, relative to the policy folder.")
 
-    @model_validator(mode="after")
-    def _check_references(self) -> "Policy":
-        names = [tier.name for tier in self.tiers]
-        if len(set(names)) != len(names):
-            raise ValueError(f"tiers: names must be unique, got {names}")
-        for tier in self.tiers:
-            if tier.provider not in self.providers:
-                raise ValueError(f"tiers: tier {tier.name!r} names unknown provider {tier.provider!r}")
-            for fallback in tier.fallbacks:
-                if fallback.provider not in self.providers:
-                    raise ValueError(f"tiers: fallback of {tier.name!r} names unknown provider {fallback.provider!r}")
-        for pattern, target in self.aliases.items():
-            if target != "auto" and target not in names:
-                raise ValueError(f"aliases: {pattern!r} names unknown tier {target!r}; use a tier name or `auto`")
-        return self
-
     def tier(self, name: str) -> Tier:
         for tier in self.tiers:
             if tier.name == name:
@@ -185,6 +168,29 @@ class Policy(Strict):
 
     def model_limits(self, model: str) -> ModelLimits | None:
         return self.models.get(model)
+
+
+def reference_errors(policy: Policy) -> list[tuple[tuple[str | int, ...], str]]:
+    """Check names that refer to other parts of the policy; return (key path, message) pairs."""
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    seen: set[str] = set()
+    for index, tier in enumerate(policy.tiers):
+        if tier.name in seen:
+            errors.append((("tiers", index, "name"), f"duplicate tier name {tier.name!r}"))
+        seen.add(tier.name)
+        if tier.provider not in policy.providers:
+            errors.append((("tiers", index, "provider"), f"unknown provider {tier.provider!r}; known: {sorted(policy.providers)}"))
+        for fallback_index, fallback in enumerate(tier.fallbacks):
+            if fallback.provider not in policy.providers:
+                errors.append(
+                    (("tiers", index, "fallbacks", fallback_index, "provider"), f"unknown provider {fallback.provider!r}")
+                )
+        if index < len(policy.tiers) - 1 and tier.below is None:
+            errors.append((("tiers", index, "below"), "every tier but the last needs a `below` probability bound"))
+    for pattern, target in policy.aliases.items():
+        if target != "auto" and target not in seen:
+            errors.append((("aliases", pattern), f"unknown tier {target!r}; use a tier name or `auto`"))
+    return errors
 
 
 def json_schema() -> dict[str, Any]:
