@@ -494,7 +494,7 @@ def test_from_chat_text_and_usage():
     }
 
 
-def test_from_chat_stop_with_tool_calls_is_tool_use():
+def test_from_chat_stop_with_tool_calls():
     resp = {
         "choices": [
             {
@@ -525,7 +525,7 @@ def test_from_chat_invalid_arguments_kept_raw():
 
     block = chat_response_to_message(resp, "m")["content"][0]
 
-    assert block["input"] == {"_invalid_json_arguments": "{broken"}
+    assert block["input"] == {"_raw_arguments": "{broken"}
     assert block["id"].startswith("toolu_")
 
 
@@ -818,3 +818,609 @@ def test_stream_message_start_usage_fields():
     usage = events[0]["message"]["usage"]
     assert set(usage) == {"input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens"}
     assert events[-2]["usage"]["input_tokens"] == 0
+
+
+# -- chat_request_to_canonical --------------------------------------------------------------
+
+from engine.protocol.errors import ProtocolError  # noqa: E402
+from engine.protocol.openai_chat import (  # noqa: E402
+    DEFAULT_MAX_TOKENS,
+    ChatStreamWriter,
+    chat_request_to_canonical,
+    message_to_chat_response,
+)
+
+
+def chat_body(**extra: Any) -> dict[str, Any]:
+    tools = json.loads((DATA / "claude_code_16tools.json").read_text())[:3]
+    body: dict[str, Any] = {
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "system", "content": "You are a coding agent."},
+            {"role": "developer", "content": [{"type": "text", "text": "Be brief."}]},
+            {"role": "user", "content": "List the files."},
+            {
+                "role": "assistant",
+                "content": "Listing.",
+                "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "Glob", "arguments": '{"pattern": "*"}'}},
+                    {"id": "call_2", "type": "function", "function": {"name": "Bash", "arguments": '{"command": "ls"}'}},
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "a.py\nb.py"},
+            {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "a.py b.py"}]},
+            {"role": "user", "content": [{"type": "text", "text": "Thanks, now read a.py"}]},
+        ],
+        "tools": [
+            {"type": "function", "function": {"name": tool["name"], "description": tool["description"], "parameters": tool["input_schema"]}}
+            for tool in tools
+        ],
+    }
+    body.update(extra)
+    return body
+
+
+def test_from_client_basic_mapping():
+    canonical, side = chat_request_to_canonical(chat_body())
+
+    assert canonical["model"] == "gpt-4o"
+    assert canonical["max_tokens"] == DEFAULT_MAX_TOKENS
+    assert canonical["system"] == [{"type": "text", "text": "You are a coding agent."}, {"type": "text", "text": "Be brief."}]
+    assert canonical["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "List the files."}]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Listing."},
+                {"type": "tool_use", "id": "call_1", "name": "Glob", "input": {"pattern": "*"}},
+                {"type": "tool_use", "id": "call_2", "name": "Bash", "input": {"command": "ls"}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "call_1", "content": "a.py\nb.py"},
+                {"type": "tool_result", "tool_use_id": "call_2", "content": "a.py b.py"},
+                {"type": "text", "text": "Thanks, now read a.py"},
+            ],
+        },
+    ]
+    assert [tool["name"] for tool in canonical["tools"]] == ["Task", "Bash", "Glob"]
+    assert "tool_choice" not in canonical
+    assert side["model"] == "gpt-4o"
+    assert side["stream"] is False
+    assert isinstance(side["created"], int)
+
+
+def test_from_client_user_between_tool_messages():
+    body = chat_body()
+    body["messages"].insert(5, {"role": "user", "content": "interjection"})
+
+    canonical, _ = chat_request_to_canonical(body)
+
+    kinds = [block["type"] for block in canonical["messages"][2]["content"]]
+    assert kinds == ["tool_result", "tool_result", "text", "text"]
+
+
+def test_from_client_max_tokens_variants():
+    assert chat_request_to_canonical(chat_body(max_tokens=100))[0]["max_tokens"] == 100
+    assert chat_request_to_canonical(chat_body(max_completion_tokens=200, max_tokens=100))[0]["max_tokens"] == 200
+
+
+@pytest.mark.parametrize(
+    ("choice", "parallel", "expected"),
+    [
+        ("none", None, {"type": "none"}),
+        ("auto", None, {"type": "auto"}),
+        ("required", None, {"type": "any"}),
+        ({"type": "function", "function": {"name": "Bash"}}, None, {"type": "tool", "name": "Bash"}),
+        (None, False, {"type": "auto", "disable_parallel_tool_use": True}),
+        ("required", False, {"type": "any", "disable_parallel_tool_use": True}),
+        ("none", False, {"type": "none"}),
+        (None, True, None),
+    ],
+)
+def test_from_client_tool_choice(choice, parallel, expected):
+    body = chat_body(tool_choice=choice, parallel_tool_calls=parallel)
+
+    canonical, _ = chat_request_to_canonical(body)
+
+    assert canonical.get("tool_choice") == expected
+
+
+def test_from_client_stop_sampling_user_and_side():
+    body = chat_body(
+        stop="END",
+        temperature=0.3,
+        top_p=0.8,
+        user="alice",
+        stream=True,
+        stream_options={"include_usage": True},
+        seed=7,
+        response_format={"type": "json_object"},
+        n=1,
+        metadata={"k": "v"},
+        logit_bias={"1": 2},
+    )
+
+    canonical, side = chat_request_to_canonical(body)
+
+    assert canonical["stop_sequences"] == ["END"]
+    assert canonical["temperature"] == 0.3
+    assert canonical["top_p"] == 0.8
+    assert canonical["metadata"] == {"user_id": "alice"}
+    assert canonical["stream"] is True
+    assert "seed" not in canonical
+    assert "logit_bias" not in canonical
+    assert side["stream"] is True
+    assert side["stream_options"] == {"include_usage": True}
+    assert side["seed"] == 7
+    assert side["response_format"] == {"type": "json_object"}
+    assert side["n"] == 1
+    assert side["metadata"] == {"k": "v"}
+
+
+def test_from_client_stop_list_and_temperature_clamp():
+    canonical, _ = chat_request_to_canonical(chat_body(stop=["a", "", "b"], temperature=1.7))
+
+    assert canonical["stop_sequences"] == ["a", "b"]
+    assert canonical["temperature"] == 1.0
+
+
+def test_from_client_images():
+    body = {
+        "model": "m",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "compare"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "high"}},
+                    {"type": "image_url", "image_url": {"url": "https://example.invalid/cat.jpg"}},
+                ],
+            }
+        ],
+    }
+
+    content = chat_request_to_canonical(body)[0]["messages"][0]["content"]
+
+    assert content == [
+        {"type": "text", "text": "compare"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.invalid/cat.jpg"}},
+    ]
+
+
+def test_from_client_reasoning_content_to_thinking():
+    body = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a", "reasoning_content": "because"},
+            {"role": "user", "content": "q2"},
+        ],
+    }
+
+    assistant = chat_request_to_canonical(body)[0]["messages"][1]
+
+    assert assistant["content"] == [{"type": "thinking", "thinking": "because", "signature": ""}, {"type": "text", "text": "a"}]
+
+
+def test_from_client_consecutive_users_merged_and_empty_dropped():
+    body = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "one"},
+            {"role": "user", "content": ""},
+            {"role": "user", "content": [{"type": "text", "text": "two"}]},
+            {"role": "assistant", "content": None},
+        ],
+    }
+
+    messages = chat_request_to_canonical(body)[0]["messages"]
+
+    assert messages == [{"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]}]
+
+
+def test_from_client_empty_tool_result_has_no_content():
+    body = chat_body()
+    body["messages"][4]["content"] = ""
+
+    result = chat_request_to_canonical(body)[0]["messages"][2]["content"][0]
+
+    assert result == {"type": "tool_result", "tool_use_id": "call_1"}
+
+
+def test_from_client_flat_tool_form():
+    body = chat_body(tools=[{"type": "function", "name": "Read", "parameters": {"type": "object"}}])
+    body["messages"] = [{"role": "user", "content": "hi"}]
+
+    assert chat_request_to_canonical(body)[0]["tools"] == [{"name": "Read", "input_schema": {"type": "object"}}]
+
+
+BAD_REQUESTS = [
+    ("not a dict", [], None),
+    ("missing model", {"messages": [{"role": "user", "content": "x"}]}, "model"),
+    ("no messages", {"model": "m"}, "messages"),
+    ("empty messages", {"model": "m", "messages": []}, "messages"),
+    ("message not object", {"model": "m", "messages": ["hi"]}, "messages.0"),
+    ("bad role", {"model": "m", "messages": [{"role": "bot", "content": "x"}]}, "messages.0.role"),
+    ("legacy function role", {"model": "m", "messages": [{"role": "function", "name": "f", "content": "x"}]}, "messages.0.role"),
+    ("content wrong type", {"model": "m", "messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
+    ("part wrong type", {"model": "m", "messages": [{"role": "user", "content": [{"type": "audio"}]}]}, "messages.0.content.0.type"),
+    ("text not string", {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]}, "messages.0.content.0.text"),
+    (
+        "bad data url",
+        {"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png,xx"}}]}]},
+        "messages.0.content.0.image_url.url",
+    ),
+    (
+        "bad image media type",
+        {"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/tiff;base64,AA"}}]}]},
+        "messages.0.content.0.image_url.url",
+    ),
+    (
+        "file url scheme",
+        {"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]}]},
+        "messages.0.content.0.image_url.url",
+    ),
+    ("only system", {"model": "m", "messages": [{"role": "system", "content": "x"}]}, "messages"),
+    ("n above one", {"model": "m", "n": 2, "messages": [{"role": "user", "content": "x"}]}, "n"),
+    ("max_tokens zero", {"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
+    ("max_tokens string", {"model": "m", "max_completion_tokens": "9", "messages": [{"role": "user", "content": "x"}]}, "max_completion_tokens"),
+    ("temperature too high", {"model": "m", "temperature": 3, "messages": [{"role": "user", "content": "x"}]}, "temperature"),
+    ("stream not bool", {"model": "m", "stream": "yes", "messages": [{"role": "user", "content": "x"}]}, "stream"),
+    ("stop number", {"model": "m", "stop": 5, "messages": [{"role": "user", "content": "x"}]}, "stop"),
+    ("stop list item", {"model": "m", "stop": ["a", 1], "messages": [{"role": "user", "content": "x"}]}, "stop.1"),
+    ("tools not list", {"model": "m", "tools": {}, "messages": [{"role": "user", "content": "x"}]}, "tools"),
+    ("tool no name", {"model": "m", "tools": [{"type": "function", "function": {}}], "messages": [{"role": "user", "content": "x"}]}, "tools.0.function.name"),
+    ("tool bad type", {"model": "m", "tools": [{"type": "custom", "name": "x"}], "messages": [{"role": "user", "content": "x"}]}, "tools.0.type"),
+    ("tool_choice without tools", {"model": "m", "tool_choice": "required", "messages": [{"role": "user", "content": "x"}]}, "tool_choice"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "param"), BAD_REQUESTS, ids=[case for case, _, _ in BAD_REQUESTS])
+def test_from_client_bad_input(case, body, param):
+    with pytest.raises(ProtocolError) as caught:
+        chat_request_to_canonical(body)
+
+    assert caught.value.status == 400
+    assert caught.value.param == param
+    assert caught.value.message
+
+
+def test_from_client_bad_arguments_json():
+    body = chat_body()
+    body["messages"][3]["tool_calls"][1]["function"]["arguments"] = '{"command": '
+
+    with pytest.raises(ProtocolError) as caught:
+        chat_request_to_canonical(body)
+
+    assert caught.value.param == "messages.3.tool_calls.1.function.arguments"
+    assert "not valid JSON" in caught.value.message
+
+
+def test_from_client_arguments_not_object():
+    body = chat_body()
+    body["messages"][3]["tool_calls"][0]["function"]["arguments"] = "[1, 2]"
+
+    with pytest.raises(ProtocolError) as caught:
+        chat_request_to_canonical(body)
+
+    assert caught.value.param == "messages.3.tool_calls.0.function.arguments"
+
+
+def test_from_client_tool_choice_unknown_tool():
+    with pytest.raises(ProtocolError) as caught:
+        chat_request_to_canonical(chat_body(tool_choice={"type": "function", "function": {"name": "Nope"}}))
+
+    assert caught.value.param == "tool_choice.function.name"
+
+
+def test_from_client_unanswered_tool_call():
+    body = chat_body()
+    del body["messages"][5]
+
+    with pytest.raises(ProtocolError) as caught:
+        chat_request_to_canonical(body)
+
+    assert caught.value.param == "messages.3.tool_calls"
+    assert "call_2" in caught.value.message
+
+
+def test_from_client_unknown_tool_call_id():
+    body = chat_body()
+    body["messages"][5]["tool_call_id"] = "call_9"
+
+    with pytest.raises(ProtocolError) as caught:
+        chat_request_to_canonical(body)
+
+    assert caught.value.param == "messages.5.tool_call_id"
+
+
+def test_from_client_tool_call_answered_twice():
+    body = chat_body()
+    body["messages"][5]["tool_call_id"] = "call_1"
+
+    with pytest.raises(ProtocolError) as caught:
+        chat_request_to_canonical(body)
+
+    assert caught.value.param == "messages.5.tool_call_id"
+    assert "more than one" in caught.value.message
+
+
+def test_from_client_trailing_tool_calls_allowed():
+    body = chat_body()
+    body["messages"] = body["messages"][:4]
+
+    canonical, _ = chat_request_to_canonical(body)
+
+    assert canonical["messages"][-1]["role"] == "assistant"
+
+
+def test_chat_round_trip_keeps_meaning():
+    body = chat_body(
+        max_completion_tokens=500,
+        stop=["STOP"],
+        temperature=0.5,
+        top_p=0.9,
+        tool_choice={"type": "function", "function": {"name": "Glob"}},
+        parallel_tool_calls=False,
+        stream=True,
+    )
+    body["messages"][2]["content"] = [
+        {"type": "text", "text": "List the files."},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}},
+    ]
+
+    canonical, _ = chat_request_to_canonical(body)
+    again = canonical_to_chat_request(canonical, "gpt-4o", max_output_tokens=None)
+
+    assert again["messages"][0] == {"role": "system", "content": "You are a coding agent.\n\nBe brief."}
+    assert again["messages"][1] == body["messages"][2]
+    assert again["messages"][2]["content"] == "Listing."
+    assert [call["id"] for call in again["messages"][2]["tool_calls"]] == ["call_1", "call_2"]
+    assert [orjson.loads(call["function"]["arguments"]) for call in again["messages"][2]["tool_calls"]] == [
+        {"pattern": "*"},
+        {"command": "ls"},
+    ]
+    assert again["messages"][3:] == [
+        {"role": "tool", "tool_call_id": "call_1", "content": "a.py\nb.py"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "a.py b.py"},
+        {"role": "user", "content": "Thanks, now read a.py"},
+    ]
+    assert again["tools"] == body["tools"]
+    assert again["tool_choice"] == body["tool_choice"]
+    assert again["parallel_tool_calls"] is False
+    assert again["max_tokens"] == 500
+    assert again["stop"] == ["STOP"]
+    assert again["temperature"] == 0.5
+    assert again["top_p"] == 0.9
+    assert again["stream"] is True
+
+
+# -- message_to_chat_response ---------------------------------------------------------------
+
+
+def canonical_message(content: list[dict[str, Any]], stop_reason: str) -> dict[str, Any]:
+    return {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude",
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 5, "cache_creation_input_tokens": 10, "cache_read_input_tokens": 85, "output_tokens": 12},
+    }
+
+
+def test_to_client_text_response():
+    message = canonical_message([{"type": "text", "text": "Hi"}], "end_turn")
+
+    response = message_to_chat_response(message, "gpt-4o", "chatcmpl-x", 1700000000)
+
+    assert response["id"] == "chatcmpl-x"
+    assert response["object"] == "chat.completion"
+    assert response["created"] == 1700000000
+    assert response["model"] == "gpt-4o"
+    assert response["choices"][0]["message"] == {"role": "assistant", "content": "Hi"}
+    assert response["choices"][0]["finish_reason"] == "stop"
+    assert response["usage"] == {
+        "prompt_tokens": 100,
+        "completion_tokens": 12,
+        "total_tokens": 112,
+        "prompt_tokens_details": {"cached_tokens": 85},
+    }
+
+
+def test_to_client_only_tool_calls_content_null():
+    message = canonical_message(
+        [
+            {"type": "thinking", "thinking": "need a file", "signature": "sig"},
+            {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"file_path": "/a"}},
+        ],
+        "tool_use",
+    )
+
+    reply = message_to_chat_response(message, "m", "r", 1)["choices"][0]
+
+    assert reply["finish_reason"] == "tool_calls"
+    assert reply["message"]["content"] is None
+    assert reply["message"]["reasoning_content"] == "need a file"
+    assert reply["message"]["tool_calls"] == [
+        {"id": "toolu_1", "type": "function", "function": {"name": "Read", "arguments": '{"file_path":"/a"}'}}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stop_reason", "finish"),
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("max_tokens", "length"),
+        ("tool_use", "tool_calls"),
+        ("refusal", "content_filter"),
+        ("pause_turn", "stop"),
+        ("model_context_window_exceeded", "length"),
+    ],
+)
+def test_to_client_finish_reasons(stop_reason, finish):
+    message = canonical_message([{"type": "text", "text": "x"}], stop_reason)
+
+    assert message_to_chat_response(message, "m", "r", 1)["choices"][0]["finish_reason"] == finish
+
+
+def test_raw_arguments_round_trip():
+    resp = {"choices": [{"message": {"tool_calls": [{"id": "c", "function": {"name": "Bash", "arguments": "{bad"}}]}}]}
+
+    message = chat_response_to_message(resp, "m")
+    response = message_to_chat_response(message, "m", "r", 1)
+
+    assert response["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] == "{bad"
+
+
+# -- ChatStreamWriter -----------------------------------------------------------------------
+
+
+def decode_chunks(frames: list[bytes]) -> list[Any]:
+    decoded = []
+    for frame in frames:
+        assert frame.startswith(b"data: "), frame
+        assert frame.endswith(b"\n\n"), frame
+        payload = frame[len(b"data: ") : -2]
+        decoded.append("[DONE]" if payload == b"[DONE]" else orjson.loads(payload))
+    return decoded
+
+
+def write_stream(events: list[dict[str, Any]], include_usage: bool) -> list[Any]:
+    writer = ChatStreamWriter("gpt-4o", "chatcmpl-1", 1700000000, include_usage)
+    frames = []
+    for event in events:
+        frames.extend(writer.feed(event))
+    frames.extend(writer.close())
+    return decode_chunks(frames)
+
+
+def tool_message_events() -> list[dict[str, Any]]:
+    start = canonical_message([], None)
+    start["usage"] = {"input_tokens": 5, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 95, "output_tokens": 1}
+    return [
+        {"type": "message_start", "message": start},
+        {"type": "ping"},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hmm"}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "abc"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": ""}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Reading"}},
+        {"type": "content_block_stop", "index": 1},
+        {"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "toolu_a", "name": "Read", "input": {}}},
+        {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": ""}},
+        {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": '{"file_path":'}},
+        {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": '"/a"}'}},
+        {"type": "content_block_stop", "index": 2},
+        {"type": "content_block_start", "index": 3, "content_block": {"type": "tool_use", "id": "toolu_b", "name": "LS", "input": {}}},
+        {"type": "content_block_delta", "index": 3, "delta": {"type": "input_json_delta", "partial_json": "{}"}},
+        {"type": "content_block_stop", "index": 3},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None}, "usage": {"output_tokens": 30}},
+        {"type": "message_stop"},
+    ]
+
+
+def test_writer_tool_stream_shape():
+    chunks = write_stream(tool_message_events(), include_usage=True)
+
+    deltas = [chunk["choices"][0]["delta"] for chunk in chunks[:-2]]
+    assert deltas[0] == {"role": "assistant", "content": ""}
+    assert deltas[1] == {"reasoning_content": "hmm"}
+    assert deltas[2] == {"content": "Reading"}
+    assert deltas[3] == {"tool_calls": [{"index": 0, "id": "toolu_a", "type": "function", "function": {"name": "Read", "arguments": ""}}]}
+    assert deltas[4] == {"tool_calls": [{"index": 0, "function": {"arguments": '{"file_path":'}}]}
+    assert deltas[5] == {"tool_calls": [{"index": 0, "function": {"arguments": '"/a"}'}}]}
+    assert deltas[6]["tool_calls"][0]["index"] == 1
+    assert deltas[6]["tool_calls"][0]["id"] == "toolu_b"
+    assert deltas[7] == {"tool_calls": [{"index": 1, "function": {"arguments": "{}"}}]}
+    assert deltas[8] == {}
+    assert chunks[8]["choices"][0]["finish_reason"] == "tool_calls"
+    assert all(chunk["choices"][0]["finish_reason"] is None for chunk in chunks[:8])
+    assert all(chunk["usage"] is None for chunk in chunks[:-2])
+    assert chunks[-2]["choices"] == []
+    assert chunks[-2]["usage"] == {"prompt_tokens": 100, "completion_tokens": 30, "total_tokens": 130, "prompt_tokens_details": {"cached_tokens": 95}}
+    assert chunks[-1] == "[DONE]"
+
+
+def test_writer_without_usage_has_no_usage_chunk():
+    chunks = write_stream(tool_message_events(), include_usage=False)
+
+    assert chunks[-1] == "[DONE]"
+    assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
+    assert all("usage" not in chunk for chunk in chunks[:-1])
+
+
+def test_writer_never_emits_empty_content():
+    chunks = write_stream(tool_message_events(), include_usage=False)
+
+    contents = [chunk["choices"][0]["delta"].get("content") for chunk in chunks[1:-1]]
+    assert "" not in contents
+
+
+def test_writer_error_event_mid_stream():
+    events = tool_message_events()[:9] + [{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}]
+
+    chunks = write_stream(events, include_usage=True)
+
+    assert chunks[-1] == {"error": {"message": "Overloaded", "type": "server_error", "param": None, "code": "overloaded"}}
+    assert "[DONE]" not in chunks
+
+
+def test_writer_close_without_stop_reports_error():
+    chunks = write_stream(tool_message_events()[:9], include_usage=False)
+
+    assert "error" in chunks[-1]
+    assert "ended before" in chunks[-1]["error"]["message"]
+
+
+def test_writer_error_method():
+    writer = ChatStreamWriter("m", "r", 1, False)
+
+    chunks = decode_chunks(writer.error(429, "slow down"))
+
+    assert chunks == [{"error": {"message": "slow down", "type": "rate_limit_error", "param": None, "code": "rate_limit_exceeded"}}]
+    assert writer.feed({"type": "message_stop"}) == []
+    assert writer.close() == []
+
+
+def test_writer_unknown_events_ignored():
+    writer = ChatStreamWriter("m", "r", 1, False)
+
+    assert len(writer.feed({"type": "message_start", "message": {}})) == 1
+    assert writer.feed({"type": "something_new"}) == []
+    assert writer.feed({"type": "content_block_delta", "index": 9, "delta": {"type": "citations_delta", "citation": {}}}) == []
+    assert writer.feed({"type": "content_block_stop", "index": 9}) == []
+    assert writer.feed("garbage") == []  # type: ignore[arg-type]
+
+
+def test_reader_writer_chain():
+    upstream = [
+        chunk({"role": "assistant", "content": ""}),
+        chunk({"content": "Sure."}),
+        chunk({"tool_calls": [{"index": 0, "id": "call_Z", "type": "function", "function": {"name": "Grep", "arguments": '{"pattern":'}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"TODO"}'}}]}),
+        chunk({}, "tool_calls"),
+        usage_chunk(40, 9, 32),
+    ]
+    events = run_reader(upstream)
+
+    chunks = write_stream(events, include_usage=True)
+
+    arguments = "".join(
+        call["function"].get("arguments", "")
+        for item in chunks[:-2]
+        for call in item["choices"][0]["delta"].get("tool_calls", [])
+    )
+    assert orjson.loads(arguments) == {"pattern": "TODO"}
+    assert chunks[-2]["usage"]["prompt_tokens"] == 40
+    assert chunks[-2]["usage"]["prompt_tokens_details"]["cached_tokens"] == 32
+    assert chunks[-3]["choices"][0]["finish_reason"] == "tool_calls"
