@@ -42,6 +42,10 @@ def gateway_headers(request_id: str, policies: PolicySet, ctx: RequestContext | 
     tier = (ctx.record.get("tier") if ctx else None) or {}
     headers["x-leangate-tier"] = str(tier.get("tier") or "none")
     headers["x-leangate-model"] = str(tier.get("model") or "none")
+    counts = (ctx.record.get("tokens") if ctx else None) or {}
+    if "before" in counts:
+        headers["x-leangate-tokens-before"] = str(counts["before"])
+        headers["x-leangate-tokens-after"] = str(counts["after"])
     tools = (ctx.record.get("tools") if ctx else None) or {}
     if tools.get("class"):
         headers["x-leangate-class"] = str(tools["class"])

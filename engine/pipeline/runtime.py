@@ -3,23 +3,94 @@ clients. Stages stay functions of (request, policy); the runtime hands them the 
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from typing import Any
+import threading
+from collections import OrderedDict
+from typing import Any, Sequence
 
+import numpy as np
+
+from engine.embedding import Embedder, EmbedderConfig, load_embedder
 from engine.pipeline.context import RequestContext
 from engine.policy.models import Policy
 from engine.providers.dispatch import Upstreams
+from engine.stages.tier.route import route_tier
+from engine.stages.tier.sessions import TierSessions
+from engine.stages.tools.select import select_tools
+from engine.stages.tools.sessions import ToolSessions
 
 log = logging.getLogger(__name__)
+
+# In an agent loop the last user text stays the same for many turns while tool results pile up,
+# so remembering recent embeddings saves most of the embedding work of a session.
+EMBEDDING_MEMORY = 4096
+
+
+class MemoizedEmbedder:
+    """Wraps an embedder with a bounded LRU of recent texts' vectors (keyed by a hash of the text)."""
+
+    def __init__(self, inner: Embedder, size: int = EMBEDDING_MEMORY):
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self._size = size
+        self._vectors: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        keys = [hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest() for text in texts]
+        rows: list[np.ndarray | None] = []
+        with self._lock:
+            for key in keys:
+                vector = self._vectors.get(key)
+                if vector is not None:
+                    self._vectors.move_to_end(key)
+                rows.append(vector)
+        missing = [index for index, row in enumerate(rows) if row is None]
+        if missing:
+            computed = self.inner.embed([texts[index] for index in missing])
+            with self._lock:
+                for offset, index in enumerate(missing):
+                    rows[index] = computed[offset]
+                    self._vectors[keys[index]] = computed[offset]
+                while len(self._vectors) > self._size:
+                    self._vectors.popitem(last=False)
+        return np.vstack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
 
 
 class Runtime:
     def __init__(self) -> None:
         self.upstreams = Upstreams()
+        self.tool_sessions = ToolSessions()
+        self.tier_sessions = TierSessions()
+        self._embedders: dict[EmbedderConfig, MemoizedEmbedder] = {}
+        self._embedder_failures: set[EmbedderConfig] = set()
+
+    def embedder(self, policy: Policy) -> MemoizedEmbedder | None:
+        """The policy's embedder, loaded once per config; None when it cannot be loaded."""
+        config = getattr(policy.cache, "embedder", None) or EmbedderConfig()
+        embedder = self._embedders.get(config)
+        if embedder is not None or config in self._embedder_failures:
+            return embedder
+        try:
+            embedder = MemoizedEmbedder(load_embedder(config))
+        except Exception as exc:  # noqa: BLE001 - routing must keep working without feature 15
+            log.error("cannot load the embedder (%s); semantic features are off: %s", config.kind, exc)
+            self._embedder_failures.add(config)
+            return None
+        self._embedders[config] = embedder
+        return embedder
+
+    def warm_up(self, policy: Policy) -> None:
+        """Load what the first request would otherwise wait for."""
+        if policy.tier_model is not None or getattr(policy.cache, "enabled", False):
+            embedder = self.embedder(policy)
+            if embedder is not None:
+                embedder.embed(["warm up"])
 
     def select_tools(self, ctx: RequestContext, policy: Policy) -> dict[str, Any] | None:
-        # TODO: wire the tool-selection stage.
-        return None
+        return select_tools(ctx, policy, self.tool_sessions)
 
     def compress(self, ctx: RequestContext, policy: Policy) -> list[dict[str, Any]]:
         # TODO: wire the compression stage.
@@ -33,13 +104,8 @@ class Runtime:
         return None
 
     def route_tier(self, ctx: RequestContext, policy: Policy) -> dict[str, Any]:
-        # TODO: wire the tier router; until then aliases decide and `auto` takes the strongest tier.
-        from engine.pipeline.run import alias_target
-
-        target = alias_target(policy, ctx.requested_model)
-        tier = policy.tiers[-1] if target == "auto" else policy.tier(target)
-        return {"tier": tier.name, "provider": tier.provider, "model": tier.model,
-                "decided_by": "alias" if target != "auto" else "default"}
+        embedder = self.embedder(policy) if policy.tier_model is not None else None
+        return route_tier(ctx, policy, self.tier_sessions, embedder)
 
     def apply_prompt_caching(self, ctx: RequestContext, policy: Policy, tier: dict[str, Any]) -> dict[str, Any] | None:
         # TODO: wire the prompt-caching stage.

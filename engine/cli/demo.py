@@ -1,0 +1,171 @@
+"""`leangate demo`: a stub provider and the gateway on free loopback ports, the example requests sent
+through the official SDKs, and a table of what the gateway did with each. Works offline."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DESCRIPTION = (
+    "Start `leangate stub-upstream` and `leangate serve` with the default policy on free loopback ports, send "
+    "every request in examples/requests/ through the official anthropic and openai SDKs, and print a table."
+)
+
+STARTUP_TIMEOUT_S = 30.0
+PROVIDER_VARIABLES = (
+    "LEANGATE_ANTHROPIC_BASE_URL",
+    "LEANGATE_OPENAI_BASE_URL",
+    "LEANGATE_AZURE_OPENAI_BASE_URL",
+    "LEANGATE_OLLAMA_BASE_URL",
+    "LEANGATE_OPENAI_COMPATIBLE_BASE_URL",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policies", default="policies", help="Policy folder (default: policies).")
+    parser.add_argument("--requests", default="examples/requests", help="Folder of request bodies (default: examples/requests).")
+    parser.add_argument("--keep", action="store_true", help="Keep the temporary folder with logs and decisions.")
+
+
+class Service:
+    def __init__(self, name: str, args: list[str], workdir: Path, env: dict[str, str], health: str):
+        self.name = name
+        port_file = workdir / f"{name}.port"
+        self.log_path = workdir / f"{name}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen([sys.executable, "-m", "engine", *args, "--port", "0", "--port-file", str(port_file)],
+                                        stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        self.url = ""
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{name} exited with status {self.process.returncode}; log: {self.log_path}")
+            text = port_file.read_text().strip() if port_file.exists() else ""
+            if text:
+                self.url = f"http://127.0.0.1:{text}"
+                try:
+                    if httpx.get(self.url + health, timeout=1).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{name} did not start within {STARTUP_TIMEOUT_S:.0f}s; log: {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self._log.close()
+
+
+def _send(path: Path, base_url: str) -> dict[str, Any]:
+    import anthropic
+    import openai
+
+    from engine.cli.explain import detect_protocol, read_request
+
+    body, headers = read_request(path)
+    protocol = detect_protocol(body)
+    started = time.perf_counter()
+    stream = bool(body.pop("stream", False))
+    body.pop("stream_options", None)
+    if protocol == "anthropic":
+        client = anthropic.Anthropic(base_url=base_url, api_key="demo-key", max_retries=0)
+        if stream:
+            with client.messages.with_raw_response.stream(**body, extra_headers=headers) as raw:
+                raw.until_done()
+                response_headers = raw.headers
+        else:
+            raw = client.messages.with_raw_response.create(**body, extra_headers=headers)
+            raw.parse()
+            response_headers = raw.headers
+    else:
+        client = openai.OpenAI(base_url=base_url + "/v1", api_key="demo-key", max_retries=0)
+        api = client.chat.completions if protocol == "openai-chat" else client.responses
+        extra = {"stream_options": {"include_usage": True}} if stream and protocol == "openai-chat" else {}
+        raw = api.with_raw_response.create(**body, **extra, stream=stream, extra_headers=headers)
+        parsed = raw.parse()
+        if stream:
+            for _ in parsed:
+                pass
+        response_headers = raw.headers
+    latency_ms = (time.perf_counter() - started) * 1000
+    return {
+        "request": path.name,
+        "protocol": protocol,
+        "before": response_headers.get("x-leangate-tokens-before", "?"),
+        "after": response_headers.get("x-leangate-tokens-after", "?"),
+        "class": response_headers.get("x-leangate-class", "-"),
+        "tier": response_headers.get("x-leangate-tier", "?"),
+        "model": response_headers.get("x-leangate-model", "?"),
+        "latency_ms": latency_ms,
+        "stream": stream,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    request_dir = Path(args.requests)
+    files = sorted(request_dir.glob("*.json"))
+    if not files:
+        console.print(f"[red]error:[/red] no request files in {request_dir}")
+        return 1
+    workdir = Path(tempfile.mkdtemp(prefix="leangate-demo-"))
+    env = {**os.environ}
+    services: list[Service] = []
+    try:
+        stub = Service("stub", ["stub-upstream"], workdir, env, "/health")
+        services.append(stub)
+        env.update({name: stub.url for name in PROVIDER_VARIABLES})
+        env["LEANGATE_DECISION_LOG"] = str(workdir / "decisions.jsonl")
+        gateway = Service("gateway", ["serve", "--policies", str(Path(args.policies).resolve())], workdir, env, "/health/ready")
+        services.append(gateway)
+        console.print(f"stub provider at {stub.url}, leangate at {gateway.url}")
+
+        table = Table(title="leangate demo: example requests through the gateway")
+        for column in ("request", "client", "tokens before", "tokens after", "saved", "class", "tier", "model", "latency ms"):
+            table.add_column(column, justify="right" if column in ("tokens before", "tokens after", "saved", "latency ms") else "left")
+        failures = 0
+        for path in files:
+            try:
+                row = _send(path, gateway.url)
+            except Exception as exc:  # noqa: BLE001 - the demo reports every failure in its table
+                failures += 1
+                table.add_row(path.name, "-", "-", "-", "-", "-", "[red]failed[/red]", type(exc).__name__, str(exc)[:60])
+                continue
+            saved = "-"
+            if str(row["before"]).isdigit() and str(row["after"]).isdigit() and int(row["before"]):
+                saved = f"{100 * (int(row['before']) - int(row['after'])) / int(row['before']):.0f}%"
+            client = {"anthropic": "anthropic SDK", "openai-chat": "openai SDK (chat)", "openai-responses": "openai SDK (responses)"}[row["protocol"]]
+            if row["stream"]:
+                client += ", stream"
+            table.add_row(row["request"], client, str(row["before"]), str(row["after"]), saved, row["class"], row["tier"],
+                          row["model"], f"{row['latency_ms']:.1f}")
+        console.print(table)
+        console.print(f"decision records: {workdir / 'decisions.jsonl'}" if args.keep else
+                      "run with --keep to look at the decision records")
+        return 1 if failures else 0
+    except RuntimeError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
+    finally:
+        for service in reversed(services):
+            service.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
