@@ -113,7 +113,7 @@ def test_to_ollama_error_result_and_url_image():
     assert messages[2] == {"role": "tool", "content": "Error: boom", "tool_name": "Bash"}
 
 
-def test_to_ollama_claude_code_request_does_not_modify_body():
+def test_to_ollama_keeps_body_unchanged():
     body = claude_code_body()
     before = copy.deepcopy(body)
 

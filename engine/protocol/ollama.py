@@ -1,6 +1,6 @@
 """Translation between the canonical request (Anthropic Messages) and Ollama's native `/api/chat`.
 
-Only the upstream side exists: leangate sends Ollama requests and reads its answers. Ollama streams
+Only the upstream side exists: leangate sends Ollama requests and reads its responses. Ollama streams
 NDJSON objects, sends tool calls whole, without ids and with object arguments, and names the
 tool of a result instead of giving a call id.
 """
@@ -41,7 +41,7 @@ def _usage(resp: dict[str, Any]) -> dict[str, int]:
 
 
 def _stop_reason(done_reason: Any, has_tool_calls: bool) -> str:
-    """Map Ollama's `done_reason`; Ollama says `stop` even after a tool call, so tool calls win."""
+    """Map Ollama's `done_reason`. Ollama reports `stop` even after a tool call, so tool calls win."""
     if done_reason == "length":
         return "max_tokens"
     if has_tool_calls:
@@ -244,7 +244,7 @@ def canonical_to_ollama_request(body: dict[str, Any], model: str, *, num_ctx: in
 
 
 # ---------------------------------------------------------------------------------------------
-# Ollama answer -> canonical Message and events
+# Ollama response -> canonical Message and events
 # ---------------------------------------------------------------------------------------------
 
 
@@ -275,12 +275,12 @@ def _tool_use_blocks(calls: Any) -> list[dict[str, Any]]:
 
 
 def ollama_response_to_message(resp: dict[str, Any], model: str) -> dict[str, Any]:
-    """Translate a non-streaming `/api/chat` answer into an Anthropic Message dict.
+    """Translate a non-streaming `/api/chat` response into an Anthropic Message dict.
 
-    Raises ProtocolError(502) when the answer is an `{"error": ...}` object.
+    Raises ProtocolError(502) when the response is an `{"error": ...}` object.
     """
     if not isinstance(resp, dict):
-        raise ProtocolError("upstream answer is not a JSON object", status=502)
+        raise ProtocolError("upstream response is not a JSON object", status=502)
     if resp.get("error"):
         raise ProtocolError(f"upstream error: {_error_text(resp['error'])}", status=502)
     message = resp.get("message") if isinstance(resp.get("message"), dict) else {}
