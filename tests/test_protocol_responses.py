@@ -1509,3 +1509,21 @@ def test_codex_models_body_options():
 
     assert body["models"][0]["context_window"] == 128000
     assert body["models"][0]["base_instructions"] == "Be a careful coder."
+
+
+def test_stream_error_with_http_status():
+    cases = [
+        (429, "slow down", "rate_limit_exceeded"),
+        (502, "Rate limit reached; try again later.", "rate_limit_exceeded"),
+        (502, "Overloaded", "server_error"),
+        (400, "prompt is too long", "context_length_exceeded"),
+        (400, "bad image", "invalid_prompt"),
+        (402, "no credit", "insufficient_quota"),
+    ]
+    for status, message, code in cases:
+        writer = ResponsesStreamWriter(translate()[1], "resp_s1", 1)
+        writer.feed(message_start())
+
+        events = decode(writer.error(status, message))
+
+        assert events[-1]["response"]["error"] == {"code": code, "message": message}, (status, message)

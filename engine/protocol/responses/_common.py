@@ -193,12 +193,24 @@ def incomplete_reason(stop_reason: str | None) -> str | None:
     return None
 
 
-def error_code(error_type: str | None, message: str = "") -> str:
-    """Map an Anthropic error type (and its message) to a Responses `error.code`."""
+def error_code(error_type: str | None, message: str = "", status: int | None = None) -> str:
+    """Map an Anthropic error type, or an HTTP status, and the error message to a Responses `error.code`.
+
+    Codex acts on context_length_exceeded and rate_limit_exceeded. The message is checked too
+    because a relay may pass only a generic status (502) with the upstream's message.
+    """
     lowered = message.lower()
-    if "context" in lowered and ("length" in lowered or "window" in lowered) or "prompt is too long" in lowered:
+    if "prompt is too long" in lowered or ("context" in lowered and ("length" in lowered or "window" in lowered)):
         return "context_length_exceeded"
-    return ERROR_CODES.get(error_type or "", "server_error")
+    if error_type in ERROR_CODES:
+        return ERROR_CODES[error_type]
+    if status == 429 or "rate limit" in lowered:
+        return "rate_limit_exceeded"
+    if status == 402:
+        return "insufficient_quota"
+    if status is not None and 400 <= status < 500:
+        return "invalid_prompt"
+    return "server_error"
 
 
 def _int(value: Any) -> int:

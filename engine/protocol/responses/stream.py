@@ -100,10 +100,15 @@ class ResponsesStreamWriter:
             out += self.error(error_code(error.get("type"), message), message)
         return out
 
-    def error(self, code: str, message: str) -> list[bytes]:
-        """End the stream with `response.failed` carrying `code` (e.g. rate_limit_exceeded)."""
+    def error(self, code: str | int, message: str) -> list[bytes]:
+        """End the stream with `response.failed` carrying `code`, e.g. `rate_limit_exceeded`.
+
+        An int `code` is taken as the HTTP status of the failure and mapped to a Responses code.
+        """
         if self._finished:
             return []
+        if isinstance(code, int):
+            code = error_code(None, message, status=code)
         out = self._start()
         self._finished = True
         response = self._response(status="failed", error={"code": code, "message": message})
