@@ -54,6 +54,9 @@ def check_and_assemble(events: list[dict[str, Any]]) -> dict[str, Any]:
             elif delta["type"] == "thinking_delta":
                 assert block["type"] == "thinking"
                 block["thinking"] += delta["thinking"]
+            elif delta["type"] == "signature_delta":
+                assert block["type"] == "thinking"
+                block["signature"] += delta["signature"]
             elif delta["type"] == "input_json_delta":
                 assert block["type"] == "tool_use"
                 pending_json += delta["partial_json"]
