@@ -45,6 +45,8 @@ class Gateway:
                  len(active.files), ", ".join(active.team_names()))
         for warning in active.warnings:
             log.warning("policy: %s", warning)
+        # Load the embedder before the first request needs it, not while that request waits.
+        await asyncio.to_thread(self.runtime.warm_up, active.base)
         if self.watch:
             self._watcher = asyncio.create_task(self.store.watch(self._stop))
 

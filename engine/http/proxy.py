@@ -52,28 +52,6 @@ def gateway_headers(request_id: str, policies: PolicySet, ctx: RequestContext | 
     return headers
 
 
-class UsageTracker:
-    """Collects usage from canonical stream events: input fields from `message_start`, overridden
-    by the cumulative values on `message_delta`, so nothing is counted twice."""
-
-    def __init__(self) -> None:
-        self.usage: dict[str, Any] = {}
-        self.stop_reason: str | None = None
-
-    def feed(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "message_start":
-            usage = (event.get("message") or {}).get("usage")
-            if isinstance(usage, dict):
-                self.usage.update({k: v for k, v in usage.items() if isinstance(v, (int, float))})
-        elif kind == "message_delta":
-            usage = event.get("usage")
-            if isinstance(usage, dict):
-                self.usage.update({k: v for k, v in usage.items() if isinstance(v, (int, float))})
-            delta = event.get("delta") or {}
-            self.stop_reason = delta.get("stop_reason") or self.stop_reason
-
-
 def usage_of(message: dict[str, Any]) -> dict[str, Any]:
     usage = message.get("usage")
     if not isinstance(usage, dict):
@@ -165,7 +143,6 @@ class InferenceCall:
     async def _relay(self, upstream: Any, writer: Any, dispatcher: Dispatcher) -> AsyncIterator[bytes]:
         from engine.protocol.anthropic import MessageAssembler
 
-        tracker = UsageTracker()
         assembler = MessageAssembler()
         error: str | None = None
         try:
@@ -176,7 +153,6 @@ class InferenceCall:
                     for chunk in writer.error(502, error):
                         yield chunk
                     break
-                tracker.feed(event)
                 assembler.feed(event)
                 for chunk in writer.feed(event):
                     yield chunk
@@ -184,12 +160,10 @@ class InferenceCall:
                 yield chunk
         finally:
             await upstream.aclose()
-            if error is None and tracker.stop_reason is not None:
-                try:
-                    await self.gateway.runtime.cache_store(self.ctx, self.policy, assembler.result())
-                except ProtocolError:
-                    pass
-            self.finish(dispatcher, tracker.usage, 200, error)
+            message = assembler.message()
+            if error is None and assembler.complete:
+                await self.gateway.runtime.cache_store(self.ctx, self.policy, message)
+            self.finish(dispatcher, usage_of(message), 200, error)
 
     def _update_model_header(self, headers: dict[str, str], dispatcher: Dispatcher) -> None:
         target = dispatcher.result.target

@@ -15,6 +15,8 @@ from engine.embedding import Embedder, EmbedderConfig, load_embedder
 from engine.pipeline.context import RequestContext
 from engine.policy.models import Policy
 from engine.providers.dispatch import Upstreams
+from engine.stages.cache import cache_for, close_caches
+from engine.stages.compress.stage import compress
 from engine.stages.tier.route import route_tier
 from engine.stages.tier.sessions import TierSessions
 from engine.stages.tools.select import select_tools
@@ -69,7 +71,7 @@ class Runtime:
 
     def embedder(self, policy: Policy) -> MemoizedEmbedder | None:
         """The policy's embedder, loaded once per config; None when it cannot be loaded."""
-        config = getattr(policy.cache, "embedder", None) or EmbedderConfig()
+        config = policy.cache.embedder
         embedder = self._embedders.get(config)
         if embedder is not None or config in self._embedder_failures:
             return embedder
@@ -84,7 +86,7 @@ class Runtime:
 
     def warm_up(self, policy: Policy) -> None:
         """Load what the first request would otherwise wait for."""
-        if policy.tier_model is not None or getattr(policy.cache, "enabled", False):
+        if policy.tier_model is not None or policy.cache.enabled:
             embedder = self.embedder(policy)
             if embedder is not None:
                 embedder.embed(["warm up"])
@@ -93,15 +95,18 @@ class Runtime:
         return select_tools(ctx, policy, self.tool_sessions)
 
     def compress(self, ctx: RequestContext, policy: Policy) -> list[dict[str, Any]]:
-        # TODO: wire the compression stage.
-        return []
+        return compress(ctx, policy)
 
     async def cache_lookup(self, ctx: RequestContext, policy: Policy, *, dry_run: bool) -> tuple[dict | None, dict | None]:
-        # TODO: wire the semantic cache.
-        return None, None
+        if not policy.cache.enabled:
+            return None, None
+        cache = cache_for(policy.cache, self.embedder(policy))
+        return await cache.lookup(ctx, policy, dry_run=dry_run)
 
     async def cache_store(self, ctx: RequestContext, policy: Policy, message: dict[str, Any]) -> None:
-        return None
+        if not policy.cache.enabled:
+            return
+        await cache_for(policy.cache, self.embedder(policy)).store(ctx, policy, message)
 
     def route_tier(self, ctx: RequestContext, policy: Policy) -> dict[str, Any]:
         embedder = self.embedder(policy) if policy.tier_model is not None else None
@@ -113,3 +118,4 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.upstreams.aclose()
+        await close_caches()
