@@ -203,7 +203,6 @@ class StubUpstream:
     async def _stream(self, request: web.Request, protocol: Protocol, events: list[bytes], fault: Fault, headers: dict) -> web.StreamResponse:
         response = web.StreamResponse(status=200, headers=dict(headers, **{"cache-control": "no-cache"}))
         response.content_type = protocol.stream_media_type
-        await response.prepare(request)
 
         # Stream faults stop before the last event at the latest, so the stream is always incomplete.
         limit = len(events)
@@ -213,13 +212,15 @@ class StubUpstream:
         if fault.midstream_error is not None and fault.midstream_error < limit:
             limit = error_after = min(fault.midstream_error, len(events) - 1)
         try:
+            await response.prepare(request)
             for event in events[:limit]:
                 await response.write(event)
             if error_after is not None:
                 await response.write(protocol.stream_error("Overloaded (injected by the stub upstream)", error_after))
             await response.write_eof()
         except ConnectionResetError:
-            logger.debug("client closed the stream of %s early", request.path)
+            # The client went away (a timeout, or a test that reads part of a stream); nothing to answer.
+            logger.debug("client closed the connection during the stream of %s", request.path)
         return response
 
     # --- helpers ---------------------------------------------------------------------------------
