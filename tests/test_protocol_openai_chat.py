@@ -1427,3 +1427,42 @@ def test_reader_writer_chain():
     assert chunks[-2]["usage"]["prompt_tokens"] == 40
     assert chunks[-2]["usage"]["prompt_tokens_details"]["cached_tokens"] == 32
     assert chunks[-3]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_stream_late_id_after_block_started():
+    chunks = [
+        chunk({"tool_calls": [{"index": 0, "function": {"name": "Read", "arguments": '{"file_path":'}}]}),
+        chunk({"tool_calls": [{"index": 0, "id": "call_late", "function": {"arguments": '"/a"}'}}]}),
+        chunk({"tool_calls": [{"index": 0, "id": "call_late", "function": {"arguments": ""}}]}),
+        chunk({}, "tool_calls"),
+    ]
+
+    message = check_and_assemble(run_reader(chunks))
+
+    assert len(message["content"]) == 1
+    assert message["content"][0]["input"] == {"file_path": "/a"}
+
+
+def test_stream_late_id_before_block_started():
+    chunks = [
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"x":1}'}}]}),
+        chunk({"tool_calls": [{"index": 0, "id": "call_7", "function": {"name": "Run"}}]}),
+        chunk({}, "tool_calls"),
+    ]
+
+    message = check_and_assemble(run_reader(chunks))
+
+    assert message["content"] == [{"type": "tool_use", "id": "call_7", "name": "Run", "input": {"x": 1}}]
+
+
+def test_stream_whole_arguments_repeated_at_end():
+    chunks = [
+        chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "Read", "arguments": '{"file_path"'}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": ':"/a"}'}}]}),
+        chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "Read", "arguments": '{"file_path": "/a"}'}}]}),
+        chunk({}, "tool_calls"),
+    ]
+
+    message = check_and_assemble(run_reader(chunks))
+
+    assert message["content"] == [{"type": "tool_use", "id": "c1", "name": "Read", "input": {"file_path": "/a"}}]

@@ -526,11 +526,12 @@ def upstream_error_event(error: Any) -> dict[str, Any]:
 class _ToolCall:
     """A tool call being assembled from stream fragments."""
 
-    __slots__ = ("upstream_index", "id", "name", "arguments", "block_index", "emitted", "closed")
+    __slots__ = ("upstream_index", "upstream_id", "id", "name", "arguments", "block_index", "emitted", "closed")
 
-    def __init__(self, upstream_index: int | None, call_id: str | None):
+    def __init__(self, upstream_index: int | None, upstream_id: str | None):
         self.upstream_index = upstream_index
-        self.id = call_id
+        self.upstream_id = upstream_id
+        self.id = upstream_id  # the id sent to the client; made up if the block starts before an id arrives
         self.name = ""
         self.arguments: list[str] = []
         self.block_index: int | None = None
@@ -722,13 +723,15 @@ class ChatStreamReader:
 
         if call_id is not None:
             for call in self._calls:
-                if call.id == call_id:
+                if call.upstream_id == call_id:
                     return call
             # An id seen for the first time: either the late id of a call already started at this
             # index, or a new call (some servers give every parallel call index 0).
             for call in reversed(self._calls):
-                if index is not None and call.upstream_index == index and call.id is None and not call.closed:
-                    call.id = call_id
+                if index is not None and call.upstream_index == index and call.upstream_id is None and not call.closed:
+                    call.upstream_id = call_id
+                    if call.block_index is None:
+                        call.id = call_id
                     return call
         elif index is not None:
             for call in reversed(self._calls):
@@ -754,7 +757,7 @@ class ChatStreamReader:
             if isinstance(arguments, str) and arguments.strip():
                 logger.warning("dropped %d characters of arguments for a tool call that was already closed", len(arguments))
             return
-        if isinstance(arguments, str) and arguments:
+        if isinstance(arguments, str) and arguments and not self._is_repeat(call, arguments):
             call.arguments.append(arguments)
 
         current = self._current_call()
@@ -769,6 +772,18 @@ class ChatStreamReader:
             current = call
         if current is call:
             self._flush_arguments(call, events)
+
+    def _is_repeat(self, call: _ToolCall, arguments: str) -> bool:
+        """Detect a server that sends a call's whole arguments again after streaming them."""
+        if not call.arguments or not self._is_complete(call):
+            return False
+        try:
+            repeated = orjson.loads(arguments) == orjson.loads("".join(call.arguments))
+        except orjson.JSONDecodeError:
+            return False
+        if not repeated:
+            logger.warning("dropped a second, different arguments value for tool call %s", call.id)
+        return True
 
     @staticmethod
     def _is_complete(call: _ToolCall) -> bool:
