@@ -16,6 +16,7 @@ from typing import Callable
 from engine.stages.cache.policy import CacheGuards
 
 _WORD = re.compile(r"[a-z0-9_+#]+(?:'[a-z]+)?")
+_POSSESSIVE = re.compile(r"'s$")
 
 # Code identifiers: snake_case, camelCase / PascalCase with an inner capital, names with digits,
 # dotted names (os.path.join), and names called with parentheses.
@@ -24,6 +25,16 @@ _CAMEL = re.compile(r"\b[a-z]+[A-Z][A-Za-z0-9]*\b|\b[A-Z][a-z0-9]+[A-Z][A-Za-z0-
 _MIXED_DIGITS = re.compile(r"\b(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*[0-9])[A-Za-z][A-Za-z0-9]*\b")
 _DOTTED = re.compile(r"\b[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)+\b")
 _CALLED = re.compile(r"\b([A-Za-z_][\w]*)\(")
+# Upper-case names such as ENOENT or SIGTERM; common acronyms are left out below.
+_ALL_CAPS = re.compile(r"\b[A-Z][A-Z0-9]{2,}\b")
+# Command-line options: -r, -rf, --force, --dry-run.
+_OPTION = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*")
+_COMMON_ACRONYMS = frozenset(
+    "api apis http https url urls uri css html sql json xml yaml csv pdf cli gui ide cpu gpu ram ssd "
+    "rest crud orm jwt oop tcp udp dns ssh ssl tls aws gcp ci cd pr prs id ids uuid utf ascii dom sdk mvc "
+    "npm faq todo readme etc usb ui ux os vm vms io iot ai ml llm api's jvm jdk jre cors csrf xss oauth "
+    "smtp ftp sftp scp ascii unicode regex gui".split()
+)
 # Dotted words that are prose, not code.
 _NOT_IDENTIFIERS = frozenset({"e.g", "i.e", "etc", "vs"})
 # Product names written in camel case; compared by the language guard instead, case-insensitively.
@@ -49,6 +60,9 @@ _FILE_EXTENSIONS = (
     "sh|bash|zsh|ps1|sql|html|htm|css|scss|less|vue|svelte|json|yaml|yml|toml|ini|cfg|conf|env|lock|md|rst|"
     "txt|csv|tsv|xml|proto|graphql|gradle|tf|dockerfile|mod|sum|log"
 )
+# "async/await", "and/or", "src/utils": two plain words joined by one slash. They are compared as
+# words, because prose uses them too often for the path guard to require the same spelling.
+_SLASH_PAIR = re.compile(r"^[A-Za-z][A-Za-z-]*/[A-Za-z][A-Za-z-]*$")
 _PATH = re.compile(
     r"(?:https?://\S+)"
     r"|(?:(?:~|\.{1,2})?/?[\w.-]+(?:/[\w.-]+)+/?)"
@@ -90,8 +104,39 @@ _AMBIGUOUS_LANGUAGE = re.compile(
     re.IGNORECASE,
 )
 
+# Data types and structures, by stem, each mapped to one canonical name ("dicts" -> dict).
+_DATA_TYPES = {
+    "list": "list", "array": "array", "tupl": "tuple", "tuple": "tuple", "set": None, "dict": "dict",
+    "dictionary": "dict", "dictionari": "dict", "hashmap": "map", "hashtabl": "map", "map": None,
+    "string": "string", "str": "string", "int": "integer", "integer": "integer", "float": "float",
+    "doubl": "float", "decimal": "decimal", "bool": "boolean", "boolean": "boolean", "byt": "bytes",
+    "bytearray": "bytes", "char": "char", "character": "char", "enum": "enum", "struct": "struct",
+    "object": "object", "class": "class", "interfac": "interface", "vector": "vector", "queu": "queue",
+    "stack": "stack", "heap": "heap", "tree": "tree", "graph": "graph", "matrix": "matrix", "matric": "matrix",
+    "datafram": "dataframe", "seri": "series", "column": "column", "row": "row", "fil": "file", "file": "file",
+    "folder": "directory", "directory": "directory", "directori": "directory", "dat": "date", "date": "date",
+    "datetim": "datetime", "timestamp": "timestamp", "timezon": "timezone",
+    "regex": "regex", "uuid": "uuid", "null": "null", "none": "null", "nil": "null", "undefined": "undefined",
+    "promis": "promise", "futur": "future", "generator": "generator", "iterator": "iterator",
+    "callback": "callback", "thread": "thread", "process": "process", "coroutin": "coroutine",
+    "mutex": "mutex", "semaphor": "semaphore", "lock": None, "pointer": "pointer", "referenc": "reference",
+    "slic": "slice", "channel": "channel", "tabl": "table", "json": None,
+}
+
+# Words that coding questions use interchangeably, by stem; each group maps to its first word.
+_SYNONYM_GROUPS = (
+    ("make", "create", "generate", "define"), ("delete", "remove", "erase"),
+    ("get", "find", "obtain", "retrieve", "locate"), ("show", "display", "see", "view"), ("exit", "quit"),
+    ("big", "large", "huge"), ("small", "tiny", "little"), ("combine", "merge"), ("run", "execute"),
+    ("stop", "terminate", "kill", "halt"), ("change", "modify", "edit", "update"),
+    ("convert", "turn", "transform"), ("loop", "iterate"), ("item", "element", "entry", "entries"),
+    ("whitespace", "space", "spaces"), ("explain", "describe", "mean"), ("error", "exception"),
+    ("fast", "quick"), ("launch", "start"), ("need", "require"), ("best", "recommended"), ("way", "method"),
+)
+_SYNONYMS: dict[str, str] = {}  # filled below, once `stem` is defined
+
 _NEGATIONS = frozenset(
-    "not no never without none nor neither cannot can't don't doesn't didn't isn't aren't wasn't weren't "
+    "non not no never without none nor neither cannot can't don't doesn't didn't isn't aren't wasn't weren't "
     "won't wouldn't shouldn't couldn't mustn't haven't hasn't hadn't avoid except excluding".split()
 )
 _NEGATING_PREFIXES = ("un", "non", "in", "im", "ir", "il", "dis", "de")
@@ -109,11 +154,18 @@ _OPPOSITES = (
     ("lock", "unlock"), ("mutable", "immutable"), ("stdin", "stdout"), ("stdout", "stderr"),
     ("upload", "download"), ("send", "receive"), ("request", "response"), ("parent", "child"),
     ("frontend", "backend"), ("static", "dynamic"), ("shallow", "deep"), ("width", "height"),
-    ("even", "odd"), ("positive", "negative"), ("up", "down"), ("in", "out"), ("on", "off"),
+    ("even", "odd"), ("positive", "negative"),
     ("join", "split"), ("merge", "split"), ("union", "intersection"), ("union", "difference"),
     ("intersection", "difference"), ("more", "less"), ("fewer", "more"), ("faster", "slower"),
     ("older", "newer"), ("oldest", "newest"), ("earliest", "latest"), ("lazy", "eager"),
     ("mock", "real"), ("optional", "required"), ("production", "development"), ("staging", "production"),
+    ("top", "bottom"), ("into", "out"), ("begin", "end"), ("allow", "deny"), ("accept", "reject"),
+    ("grant", "revoke"), ("attach", "detach"), ("mount", "unmount"), ("connect", "disconnect"),
+    ("success", "failure"), ("pass", "fail"), ("valid", "invalid"), ("visible", "hidden"),
+    ("create", "delete"), ("create", "drop"), ("install", "uninstall"), ("zip", "unzip"),
+    ("pack", "unpack"), ("wrap", "unwrap"), ("subscribe", "unsubscribe"), ("login", "logout"),
+    ("push", "pull"), ("plus", "minus"), ("multiply", "divide"),
+    ("all", "first"), ("all", "single"), ("all", "one"), ("every", "first"), ("any", "all"),
 )
 
 # Direction words: ("to", forward) means the word before flows into the word after; a backward
@@ -135,28 +187,45 @@ class TextFacts:
     literals: frozenset[str] = frozenset()
     numbers: frozenset[str] = frozenset()
     paths: frozenset[str] = frozenset()
+    slash_words: frozenset[str] = frozenset()
     languages: frozenset[str] = frozenset()
+    data_types: frozenset[str] = frozenset()
     negation_count: int = 0
     words: frozenset[str] = frozenset()
+    stems: frozenset[str] = frozenset()
     directed_pairs: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    # Content words after stemming and synonym mapping, with their counts.
+    content: dict[str, int] = field(default_factory=dict)
 
 
 def extract_facts(text: str, guards: CacheGuards) -> TextFacts:
     """Extract the facts of `text` that the guards compare."""
     text = _DOTTED_NAME.sub(lambda match: _DOTTED_NAMES[match.group(0).lower()], text)
-    paths = frozenset(match.group(0).rstrip(".,;:)").lower() for match in _PATH.finditer(text))
+    paths = set()
+    slash_words = set()
+    for match in _PATH.finditer(text):
+        path = match.group(0).rstrip(".,;:)").lower()
+        if _SLASH_PAIR.match(path):
+            slash_words.update(path.split("/"))
+        else:
+            paths.add(path)
     # Paths are compared whole; their parts must not count again as identifiers, numbers or words.
-    prose = _PATH.sub(" ", text)
-    words = _WORD.findall(prose.lower())
+    prose = _PATH.sub(lambda match: match.group(0) if _SLASH_PAIR.match(match.group(0).rstrip(".,;:)")) else " ", text)
+    prose = prose.replace("/", " ")
+    words = [_POSSESSIVE.sub("", word) for word in _WORD.findall(prose.lower())]
     return TextFacts(
         identifiers=_identifiers(prose),
         literals=_literals(text),
         numbers=frozenset(match.group(0).replace(",", "") for match in _NUMBER.finditer(prose)),
-        paths=paths,
+        paths=frozenset(paths),
+        slash_words=frozenset(slash_words),
+        data_types=_data_types(words),
         languages=_languages(text, words, guards),
         negation_count=sum(1 for word in words if word in _NEGATIONS),
         words=frozenset(words),
+        stems=frozenset(stem(word) for word in words),
         directed_pairs=_directed_pairs(words),
+        content=_content_counts(words),
     )
 
 
@@ -168,9 +237,37 @@ def check_guards(query: TextFacts, candidate: TextFacts, guards: CacheGuards) ->
     return None
 
 
+def stem(word: str) -> str:
+    """Strip one common English suffix, so that "deleting", "deleted" and "delete" compare equal."""
+    for suffix in ("ing", "ed", "es", "s", "e"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def _content_counts(words: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for word in words:
+        if word in _STOPWORDS or word in _DIRECTIONS:
+            continue
+        stemmed = stem(word)
+        canonical = _DATA_TYPES.get(stemmed) or _SYNONYMS.get(stemmed) or stemmed
+        counts[canonical] = counts.get(canonical, 0) + 1
+    return counts
+
+
+def _data_types(words: list[str]) -> frozenset[str]:
+    names = set()
+    for word in words:
+        name = _DATA_TYPES.get(stem(word), _DATA_TYPES.get(word))
+        if name is not None:
+            names.add(name)
+    return frozenset(names)
+
+
 def _identifiers(text: str) -> frozenset[str]:
     found: set[str] = set()
-    for pattern in (_SNAKE, _CAMEL, _MIXED_DIGITS, _DOTTED):
+    for pattern in (_SNAKE, _CAMEL, _MIXED_DIGITS, _DOTTED, _ALL_CAPS, _OPTION):
         found.update(match.group(0) for match in pattern.finditer(text))
     found.update(match.group(1) for match in _CALLED.finditer(text))
     return frozenset(
@@ -179,6 +276,7 @@ def _identifiers(text: str) -> frozenset[str]:
         if name.lower() not in _NOT_IDENTIFIERS
         and name.lower() not in _BRAND_NAMES
         and name.lower() not in _LANGUAGE_ALIASES
+        and name.lower() not in _COMMON_ACRONYMS
     )
 
 
@@ -240,6 +338,10 @@ def _differs(attribute: str) -> Callable[[TextFacts, TextFacts, CacheGuards], bo
     return check
 
 
+def _slash_words_missing(query: TextFacts, candidate: TextFacts, guards: CacheGuards) -> bool:
+    return not (query.slash_words <= candidate.words and candidate.slash_words <= query.words)
+
+
 def _negations_differ(query: TextFacts, candidate: TextFacts, guards: CacheGuards) -> bool:
     if query.negation_count != candidate.negation_count:
         return True
@@ -253,9 +355,9 @@ def _negations_differ(query: TextFacts, candidate: TextFacts, guards: CacheGuard
 
 
 def _opposites_differ(query: TextFacts, candidate: TextFacts, guards: CacheGuards) -> bool:
-    for first, second in (*_OPPOSITES, *guards.extra_opposites):
-        query_side = (first in query.words, second in query.words)
-        candidate_side = (first in candidate.words, second in candidate.words)
+    for first, second in (*_OPPOSITE_STEMS, *_stem_pairs(guards.extra_opposites)):
+        query_side = (first in query.stems, second in query.stems)
+        candidate_side = (first in candidate.stems, second in candidate.stems)
         if query_side != candidate_side and any(query_side + candidate_side):
             # Only a word that one side uses while the other uses its opposite is a contradiction.
             if (query_side[0] and candidate_side[1] and not candidate_side[0]) or (
@@ -270,13 +372,37 @@ def _word_order_differs(query: TextFacts, candidate: TextFacts, guards: CacheGua
     return bool(query.directed_pairs & reversed_candidate)
 
 
+def _stem_pairs(pairs) -> list[tuple[str, str]]:
+    return [(stem(first.lower()), stem(second.lower())) for first, second in pairs]
+
+
+_OPPOSITE_STEMS = _stem_pairs(_OPPOSITES)
+_SYNONYMS.update({stem(word): stem(group[0]) for group in _SYNONYM_GROUPS for word in group})
+
+def _one_word_substituted(query: TextFacts, candidate: TextFacts, guards: CacheGuards) -> bool:
+    """Reject texts that differ by exactly one content word swapped for another.
+
+    "run a single test" against "skip a single test" scores 0.87, and no word list can know every
+    pair of such words. A real paraphrase usually rewords more than one word; the synonym groups
+    above cover the common single-word ones.
+    """
+    only_query = [word for word, count in query.content.items() for _ in range(count - candidate.content.get(word, 0))]
+    only_candidate = [
+        word for word, count in candidate.content.items() for _ in range(count - query.content.get(word, 0))
+    ]
+    return len(only_query) == 1 and len(only_candidate) == 1
+
+
 _GUARD_CHECKS: tuple[tuple[str, Callable[[TextFacts, TextFacts, CacheGuards], bool]], ...] = (
     ("identifiers", _differs("identifiers")),
     ("literals", _differs("literals")),
     ("numbers", _differs("numbers")),
     ("paths", _differs("paths")),
+    ("paths", _slash_words_missing),
     ("languages", _differs("languages")),
+    ("data_types", _differs("data_types")),
     ("negations", _negations_differ),
     ("opposites", _opposites_differ),
     ("word_order", _word_order_differs),
+    ("substitution", _one_word_substituted),
 )

@@ -78,10 +78,14 @@ class CacheGuards(_Section):
     numbers: bool = Field(True, description="Same numbers and versions.")
     paths: bool = Field(True, description="Same file paths, file names and URLs.")
     languages: bool = Field(True, description="Same programming languages, frameworks and tools.")
+    data_types: bool = Field(True, description="Same data types and structures (list, dict, string, int ...).")
     negations: bool = Field(True, description="Same count of negations, and no un-/non-/in- prefixed opposites.")
     opposites: bool = Field(True, description="No word of an opposite pair (sync/async, min/max ...) on one side only.")
     word_order: bool = Field(
         True, description="No reversed direction: `A to B` against `B to A` (also into, from, as, over, than)."
+    )
+    substitution: bool = Field(
+        True, description="Reject texts that differ by exactly one content word swapped for a non-synonym."
     )
     extra_languages: list[str] = Field(
         default_factory=list, description="More names to treat as languages or tools (lower-case words)."
