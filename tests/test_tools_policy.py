@@ -141,9 +141,9 @@ def test_empty_keep_removes_every_grouped_tool():
 
 
 def _copy_policies(tmp_path: Path) -> Path:
+    # The whole folder, because default.yaml may include files beside it.
     target = tmp_path / "policies"
-    target.mkdir()
-    shutil.copy(POLICIES / "default.yaml", target / "default.yaml")
+    shutil.copytree(POLICIES, target, ignore=shutil.ignore_patterns("teams", "tests"))
     return target
 
 

@@ -142,7 +142,8 @@ def test_read_only_classes_halve_tool_tokens(policy):
 def test_decision_has_documented_keys(policy):
     ctx = make_ctx([user("Explain the pricing module")], tools=list(CLAUDE_CODE))
     decision = select_tools(ctx, policy, ToolSessions())
-    assert set(decision) == {"class", "rule", "kept", "removed", "tokens_before", "tokens_after"}
+    assert set(decision) == {"class", "rule", "kept", "removed", "tokens_before", "tokens_after", "session"}
+    assert decision["session"] is None
     assert policy.classes[decision["rule"]].name == "explain"
     assert decision["kept"] + decision["removed"] != []
     assert sorted(decision["kept"] + decision["removed"]) == sorted(names(CLAUDE_CODE))
@@ -397,6 +398,40 @@ def test_session_union_keeps_original_order(policy):
     assert "WebFetch" in forwarded
     assert "Bash" in forwarded
     assert forwarded == [name for name in names(CLAUDE_CODE) if name in forwarded]
+
+
+def test_session_widens_to_every_offered_tool(policy):
+    sessions = ToolSessions()
+    first = make_ctx([user("Explain the pricing module")], tools=list(CLAUDE_CODE), session_id="w")
+    assert select_tools(first, policy, sessions)["session"] == "first"
+    assert "Bash" not in names(first.body["tools"])
+
+    same = make_ctx([user("Where is parse_config defined?")], tools=list(CLAUDE_CODE), session_id="w")
+    decision = select_tools(same, policy, sessions)
+    assert decision["session"] == "unchanged"
+    assert names(same.body["tools"]) == names(first.body["tools"])
+
+    wider = make_ctx([user("Run the test suite")], tools=list(CLAUDE_CODE), session_id="w")
+    decision = select_tools(wider, policy, sessions)
+    assert decision["class"] == "shell"
+    assert decision["session"] == "widened"
+    assert decision["removed"] == []
+    assert names(wider.body["tools"]) == names(CLAUDE_CODE)
+
+    later = make_ctx([user("Explain the lexer")], tools=list(CLAUDE_CODE), session_id="w")
+    decision = select_tools(later, policy, sessions)
+    assert decision["session"] == "unchanged"
+    assert names(later.body["tools"]) == names(CLAUDE_CODE)
+
+
+def test_session_after_empty_set_uses_class(policy):
+    sessions = ToolSessions()
+    select_tools(make_ctx([user("hi")], tools=list(CLAUDE_CODE), session_id="e"), policy, sessions)
+    ctx = make_ctx([user("hi"), {"role": "assistant", "content": "Hello!"}, user("Explain the lexer")],
+                   tools=list(CLAUDE_CODE), session_id="e")
+    decision = select_tools(ctx, policy, sessions)
+    assert decision["session"] == "first"
+    assert names(ctx.body["tools"]) == ["Glob", "Grep", "LS", "Read"]
 
 
 def test_sessions_separate_teams(policy):

@@ -6,7 +6,8 @@ progress and a changing tool list breaks provider prompt caching:
 - a tool named by `tool_choice` is kept;
 - a tool called anywhere earlier in the conversation (a `tool_use` block) is kept;
 - a tool in no tool group, or an entry without a name, is kept;
-- within one agent session the kept set only grows (union with the session's earlier kept set);
+- within one agent session the kept set only grows (union with the session's earlier kept set), and
+  when a request needs a tool outside that set, the session widens to every offered tool at once;
 - kept tools keep their order and are the same dict objects, so their bytes do not change;
 - when no tool remains, `tools` and `tool_choice` are both removed from the body.
 """
@@ -78,7 +79,10 @@ def select_tools(ctx: RequestContext, policy: Policy, sessions: ToolSessions) ->
     Sets `ctx.scratch["class"]` (the class name) and `ctx.scratch["last_user_text"]` (the last user
     text without system reminders, which later stages reuse). The decision has the keys `class`,
     `rule` (index of the matching rule in `classes`, or None), `kept` and `removed` (tool names),
-    `tokens_before` and `tokens_after` (estimated tokens of the tool definitions).
+    `tokens_before` and `tokens_after` (estimated tokens of the tool definitions), and `session`: None
+    without a session id, else `first` (no tools kept earlier in the session), `unchanged` (the class
+    needed no tool beyond the session's kept set) or `widened` (it did, so every offered tool is kept
+    from now on).
     """
     _bind_rules(policy)
     _configure_sessions(sessions, policy)
@@ -96,6 +100,7 @@ def select_tools(ctx: RequestContext, policy: Policy, sessions: ToolSessions) ->
         "removed": [],
         "tokens_before": 0,
         "tokens_after": 0,
+        "session": None,
     }
     tools = ctx.body.get("tools")
     if tools is None:
@@ -106,9 +111,8 @@ def select_tools(ctx: RequestContext, policy: Policy, sessions: ToolSessions) ->
         return decision
 
     session_key = (ctx.team, ctx.session_id) if ctx.session_id else None
-    protected = _protected_names(ctx.body, facts)
-    if session_key is not None:
-        protected |= sessions.get(session_key)
+    previous = sessions.get(session_key) if session_key is not None else frozenset()
+    protected = _protected_names(ctx.body, facts) | previous
 
     kept = []
     removed = []
@@ -120,7 +124,17 @@ def select_tools(ctx: RequestContext, policy: Policy, sessions: ToolSessions) ->
             removed.append(tool)
 
     if session_key is not None:
-        sessions.add(session_key, {name for name in map(tool_name, kept) if name is not None})
+        kept_names = {name for name in map(tool_name, kept) if name is not None}
+        if previous and not kept_names <= previous:
+            # Any change to the tool list makes the provider rewrite the whole cached prefix (tools come
+            # first), and that rewrite costs the same however many tools are added. Widening once to every
+            # offered tool bounds a session to one rewrite; widening step by step could cost several.
+            kept, removed = list(tools), []
+            kept_names = {name for name in map(tool_name, kept) if name is not None}
+            decision["session"] = "widened"
+        else:
+            decision["session"] = "unchanged" if previous else "first"
+        sessions.add(session_key, kept_names)
 
     if kept:
         ctx.body["tools"] = kept
