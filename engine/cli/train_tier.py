@@ -122,7 +122,17 @@ def _collect_rows(args: argparse.Namespace, policy, console):
         envelopes = load_envelopes(folder, {prompt["envelope"] for prompt in prompts})
         for prompt in prompts:
             body = request_for_prompt(prompt["text"], envelopes.get(prompt["envelope"]))
-            rows.append(Row(key=prompt["id"], label=prompt["label"], features={}, text=prompt["text"], body=body, source="prompts"))
+            rows.append(
+                Row(
+                    key=prompt["id"],
+                    label=prompt["label"],
+                    features={},
+                    text=prompt["text"],
+                    body=body,
+                    source="prompts",
+                    group=prompt["group"],
+                )
+            )
         sources += [path.name for path in args.prompts]
 
     if args.logs:
@@ -183,11 +193,11 @@ def _load_embedder(policy):
 def _build_dataset(rows, policy, mode: str, embedder, console):
     from rich.progress import Progress
 
-    from engine.stages.tier.training import Dataset, embed_texts, lexical_matrix, semantic_column
+    from engine.stages.tier.training import Dataset, embed_texts, group_array, lexical_matrix, semantic_column
 
     labels = np.array([1 if row.label == "hard" else 0 for row in rows], dtype=np.int64)
     lexical = lexical_matrix(rows, policy.markers)
-    data = Dataset(lexical=lexical, labels=labels)
+    data = Dataset(lexical=lexical, labels=labels, groups=group_array(rows))
     if mode == "off":
         return data
 

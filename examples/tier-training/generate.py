@@ -6,15 +6,17 @@ stack traces. Both classes span short and long texts: easy prompts include paste
 error with a simple question, and hard prompts include one-line requests, so that length alone does
 not separate them.
 
-Each row: {"id", "text", "label": "easy"|"hard", "envelope"}. `envelope` names a request template
-in envelopes/ (an agent's system prompt and tools) that `leangate train-tier --prompts` wraps the
-text in; "bare" sends the text alone.
+Each row: {"id", "text", "label": "easy"|"hard", "envelope", "group"}. `envelope` names a request
+template in envelopes/ (an agent's system prompt and tools) that `leangate train-tier --prompts`
+wraps the text in; "bare" sends the text alone. `group` identifies the template a prompt came from:
+cross-validation keeps a group in one fold, and the held-out split holds whole groups.
 
 Run: python examples/tier-training/generate.py   (deterministic: fixed seed)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -75,6 +77,17 @@ EASY_LOOKUPS = [
     "what is the null coalescing operator in C#",
     "How can I print the type of a variable in Go?",
     "How to uninstall a global npm package?",
+    # Easy questions that use words of the risk and reasoning vocabularies.
+    "What does the `--production` flag of npm install do?",
+    "What is a mutex, in two sentences?",
+    "How do I generate a random password in {lang}?",
+    "What's the difference between OAuth and OpenID Connect, briefly?",
+    "What's the syntax for a transaction block in Postgres?",
+    "What does HTTP 401 mean compared to 403?",
+    "Which header carries the CSRF token in Django by default?",
+    "What is the design pattern called where an object wraps another to add behaviour?",
+    "How do I check which migrations have been applied in Django?",
+    "What does `atomic` mean in the context of a database write?",
 ]
 
 EASY_EDITS = [
@@ -98,6 +111,12 @@ EASY_EDITS = [
     "Use an f-string instead of `%` formatting in the log call in {file}.",
     "Correct the spelling of 'seperator' to 'separator' everywhere in {file}.",
     "Mark `{old}` in {file} as deprecated with a comment.",
+    "Add `SECRET_KEY=` with an empty value to .env.example.",
+    "Rename the `migrate` make target to `db-migrate`.",
+    "Add a newline at the end of README.md, then commit it with the message 'Fix EOF'.",
+    "In {file}, change the error text 'Auth failed' to 'Authentication failed'.",
+    "Set `DEBUG = False` in the production settings file.",
+    "Add `pytest-cov` to the dev dependencies in pyproject.toml.",
 ]
 
 EASY_SNIPPET_QUESTIONS = [
@@ -183,6 +202,15 @@ HARD_SHORT = [
     "Figure out why p99 latency doubled after Tuesday's deploy.",
     "Make the scheduler survive a leader crash mid-job.",
     "Our nightly export sometimes produces duplicate rows. Why?",
+    # Hard requests in plain words, without the usual marker vocabulary.
+    "The nightly job got slower every week this year and now it doesn't finish before morning. Sort it out.",
+    "Customers in Japan see yesterday's orders as today's. Fix it everywhere it shows up.",
+    "Replace our hand-written SQL builder with SQLAlchemy Core across the code base.",
+    "Two users editing the same document overwrite each other's changes. Make that stop.",
+    "The mobile app and the web app show different balances for the same account.",
+    "Move us off the deprecated v1 storage API before it's switched off next month; we call it from everywhere.",
+    "Search results are stale for up to an hour after an edit. Get that under a minute.",
+    "Half of our integration tests need a live network. Make the suite run offline.",
 ]
 
 HARD_TRACE_ASKS = [
@@ -504,7 +532,9 @@ def main() -> None:
         with open(folder / name, "w", encoding="utf-8") as handle:
             for row in rows:
                 if keep(row):
-                    handle.write(json.dumps({key: row[key] for key in ("id", "text", "label", "envelope")}) + "\n")
+                    entry = {key: row[key] for key in ("id", "text", "label", "envelope")}
+                    entry["group"] = "t" + hashlib.sha256(row["family"].encode()).hexdigest()[:8]
+                    handle.write(json.dumps(entry) + "\n")
     print(f"wrote {len(rows) - len(heldout_ids)} training and {len(heldout_ids)} held-out prompts to {folder}")
 
 

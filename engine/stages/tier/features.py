@@ -68,7 +68,7 @@ def extract_features(body: dict[str, Any], markers: MarkerVocabularies) -> dict[
         "tools_offered": float(len(tools)),
         "write_tools_offered": 1.0 if any(markers.is_write_tool(str(tool.get("name", ""))) for tool in tools) else 0.0,
         "code_lines": float(code_lines),
-        "error_trace_lines": float(count_matching_lines(markers.pattern("error_lines"), trace_text)),
+        "error_trace_lines": float(markers.count_error_lines(trace_text)),
         "file_references": float(len({match.group(0) for match in _REFERENCE.finditer(prose)})),
         "reasoning_markers": float(_count(markers.pattern("reasoning"), prose)),
         "multi_step_markers": float(_count(markers.pattern("multi_step"), prose)),
@@ -148,14 +148,6 @@ def count_tool_rounds(messages: list[dict[str, Any]]) -> int:
         rounds += 1
         index -= 2
     return rounds
-
-
-def count_matching_lines(pattern: re.Pattern[str] | None, text: str) -> int:
-    """Count the distinct lines of text that contain a match of pattern."""
-    if pattern is None or not text:
-        return 0
-    line_starts = {text.rfind("\n", 0, match.start()) for match in pattern.finditer(text)}
-    return len(line_starts)
 
 
 def _count(pattern: re.Pattern[str] | None, text: str) -> int:

@@ -298,7 +298,8 @@ class MarkerVocabularies(_Strict):
     lookup: MarkerList = Field(default_factory=list)
     error_lines: list[str] = Field(
         default_factory=list,
-        description="Regexes; a line of the last user text or last tool result that matches one counts as an error or trace line.",
+        description="Regexes; a line of the last user text or last tool result that matches one counts as an "
+        "error or trace line. A regex that starts with ^ is matched at the start of each line.",
     )
     write_tools: list[str] = Field(
         default_factory=list, description="Tool names or globs (case-insensitive) of write and shell tools."
@@ -327,16 +328,30 @@ class MarkerVocabularies(_Strict):
                 if fragments
                 else None
             )
-        lines = self.error_lines
-        self._compiled["error_lines"] = (
-            re.compile("|".join(f"(?:{item})" for item in lines), re.MULTILINE) if lines else None
-        )
+        # Line-anchored regexes are tried only at the start of each line, with `match`: searching
+        # for `^` at every position of a long tool result costs several times more.
+        anchored = [item[1:] for item in self.error_lines if item.startswith("^")]
+        floating = [item for item in self.error_lines if not item.startswith("^")]
+        self._compiled["error_lines_anchored"] = re.compile("|".join(f"(?:{item})" for item in anchored)) if anchored else None
+        self._compiled["error_lines_floating"] = re.compile("|".join(f"(?:{item})" for item in floating)) if floating else None
         globs = [fnmatch.translate(item) for item in self.write_tools]
         self._write_tools = re.compile("|".join(globs), re.IGNORECASE) if globs else None
 
     def pattern(self, name: str) -> re.Pattern[str] | None:
         """Return the compiled regex of one vocabulary, or None when it is empty."""
         return self._compiled.get(name)
+
+    def count_error_lines(self, text: str) -> int:
+        """Count the lines of text that match one of the `error_lines` regexes."""
+        anchored = self._compiled["error_lines_anchored"]
+        floating = self._compiled["error_lines_floating"]
+        if not text or (anchored is None and floating is None):
+            return 0
+        count = 0
+        for line in text.split("\n"):
+            if (anchored is not None and anchored.match(line)) or (floating is not None and floating.search(line)):
+                count += 1
+        return count
 
     def is_write_tool(self, tool_name: str) -> bool:
         return self._write_tools is not None and self._write_tools.match(tool_name) is not None

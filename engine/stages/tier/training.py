@@ -36,6 +36,7 @@ class Dataset:
     labels: np.ndarray
     embeddings: np.ndarray | None = None
     semantic: np.ndarray | None = None
+    groups: np.ndarray | None = None  # cross-validation keeps each group in one fold
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -46,6 +47,7 @@ class Dataset:
             labels=self.labels[index],
             embeddings=None if self.embeddings is None else self.embeddings[index],
             semantic=None if self.semantic is None else self.semantic[index],
+            groups=None if self.groups is None else self.groups[index],
         )
 
 
@@ -61,6 +63,13 @@ class FittedModel:
     def probabilities(self, matrix: np.ndarray) -> np.ndarray:
         logits = ((matrix - self.mean) / self.scale) @ self.coefficients + self.intercept
         return 1.0 / (1.0 + np.exp(-logits))
+
+
+def group_array(rows: Sequence[Row]) -> np.ndarray | None:
+    """Return each row's cross-validation group (its own key when it has none), or None if no row has one."""
+    if not any(row.group for row in rows):
+        return None
+    return np.array([row.group or f"row:{row.key}" for row in rows], dtype=object)
 
 
 def lexical_matrix(rows: Sequence[Row], markers: MarkerVocabularies) -> np.ndarray:
@@ -148,12 +157,21 @@ def cross_validated_probabilities(
     """Return out-of-fold strong-tier probabilities from stratified k-fold cross-validation.
 
     Centroids are fitted inside each fold, so feature 15 never sees the labels of the rows it scores.
+    With groups, a group never spans two folds (StratifiedGroupKFold), so near-duplicates such as
+    the requests of one session cannot inflate the AUC.
     """
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     probabilities = np.empty(len(data), dtype=np.float64)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train_index, test_index in splitter.split(data.lexical, data.labels):
+    if data.groups is not None:
+        splits = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(
+            data.lexical, data.labels, data.groups
+        )
+    else:
+        splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(data.lexical, data.labels)
+    for train_index, test_index in splits:
+        if len(np.unique(data.labels[train_index])) < 2:
+            raise ValueError("a cross-validation fold has only one label; use fewer folds or more groups")
         model = fit(data.subset(train_index), mode, seed=seed)
         test = data.subset(test_index)
         probabilities[test_index] = model.probabilities(full_matrix(test, model, mode))

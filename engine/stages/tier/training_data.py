@@ -5,7 +5,8 @@ Decision-log fields read (one JSON object a line, as the gateway writes them):
 - `request_id`: the join key with the label file.
 - `tier.features`: the 15 feature values the router computed (`semantic_difficulty` may be absent).
 - `tier.tier`: the tier the request was sent to.
-- `team`, `session`, `time`: used to find retries of the same prompt.
+- `team`, `session`, `time`: used to find retries of the same prompt; cross-validation keeps the
+  requests of one session in one fold, because they resemble each other.
 - `last_user_text`: present when the policy sets `decision_log.prompt_text: true`; lets training
   recompute the centroids of `semantic_difficulty` and detect retries.
 - `outcome.label`: `easy` or `hard`, written by a feedback hook.
@@ -48,6 +49,7 @@ class Row:
     text: str | None = None
     body: dict[str, Any] | None = None
     source: str = ""
+    group: str | None = None  # rows of one group stay in one cross-validation fold
 
 
 @dataclass
@@ -173,12 +175,21 @@ def rows_from_logs(records: list[LogRecord], labels: dict[str, str]) -> list[Row
         label = labels.get(record.request_id)
         if label is None:
             continue
-        rows.append(Row(key=record.request_id, label=label, features=record.features, text=record.text, source="log"))
+        rows.append(
+            Row(
+                key=record.request_id,
+                label=label,
+                features=record.features,
+                text=record.text,
+                source="log",
+                group=f"session:{record.session}" if record.session else None,
+            )
+        )
     return rows
 
 
 def read_prompts(path: Path) -> list[dict[str, Any]]:
-    """Read a labelled prompt file: JSON Lines or YAML, each entry `{text, label, envelope?, id?}`.
+    """Read a labelled prompt file: JSON Lines or YAML, each entry `{text, label, envelope?, id?, group?}`.
 
     YAML may be a list of entries or a mapping with a `prompts` list.
     """
@@ -212,6 +223,7 @@ def read_prompts(path: Path) -> list[dict[str, Any]]:
                 "text": text,
                 "label": _checked_label(entry.get("label"), location),
                 "envelope": str(entry.get("envelope") or "bare"),
+                "group": str(entry["group"]) if entry.get("group") is not None else None,
             }
         )
     return prompts
