@@ -71,19 +71,16 @@ class Service:
         self._log.close()
 
 
-def _send(path: Path, base_url: str) -> dict[str, Any]:
-    import anthropic
-    import openai
-
+def _send(path: Path, clients: dict[str, Any]) -> dict[str, Any]:
     from engine.cli.explain import detect_protocol, read_request
 
     body, headers = read_request(path)
     protocol = detect_protocol(body)
-    started = time.perf_counter()
     stream = bool(body.pop("stream", False))
     body.pop("stream_options", None)
+    started = time.perf_counter()
     if protocol == "anthropic":
-        client = anthropic.Anthropic(base_url=base_url, api_key="demo-key", max_retries=0)
+        client = clients["anthropic"]
         if stream:
             with client.messages.with_raw_response.stream(**body, extra_headers=headers) as raw:
                 raw.until_done()
@@ -93,7 +90,7 @@ def _send(path: Path, base_url: str) -> dict[str, Any]:
             raw.parse()
             response_headers = raw.headers
     else:
-        client = openai.OpenAI(base_url=base_url + "/v1", api_key="demo-key", max_retries=0)
+        client = clients["openai"]
         api = client.chat.completions if protocol == "openai-chat" else client.responses
         extra = {"stream_options": {"include_usage": True}} if stream and protocol == "openai-chat" else {}
         raw = api.with_raw_response.create(**body, **extra, stream=stream, extra_headers=headers)
@@ -120,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    # Wide enough for the table when the output is a file or a CI log rather than a terminal.
+    console = Console(width=None if sys.stdout.isatty() else 150)
     request_dir = Path(args.requests)
     files = sorted(request_dir.glob("*.json"))
     if not files:
@@ -141,20 +139,27 @@ def run(args: argparse.Namespace) -> int:
         table = Table(title="leangate demo: example requests through the gateway")
         for column in ("request", "client", "tokens before", "tokens after", "saved", "class", "tier", "model", "latency ms"):
             table.add_column(column, justify="right" if column in ("tokens before", "tokens after", "saved", "latency ms") else "left")
+        import anthropic
+        import openai
+
+        clients = {
+            "anthropic": anthropic.Anthropic(base_url=gateway.url, api_key="demo-key", max_retries=0, timeout=120),
+            "openai": openai.OpenAI(base_url=gateway.url + "/v1", api_key="demo-key", max_retries=0, timeout=120),
+        }
         failures = 0
         for path in files:
             try:
-                row = _send(path, gateway.url)
+                row = _send(path, clients)
             except Exception as exc:  # noqa: BLE001 - the demo reports every failure in its table
                 failures += 1
-                table.add_row(path.name, "-", "-", "-", "-", "-", "[red]failed[/red]", type(exc).__name__, str(exc)[:60])
+                table.add_row(path.name, "-", "-", "-", "-", "-", "[red]failed[/red]", f"{type(exc).__name__}: {str(exc)[:80]}", "-")
                 continue
             saved = "-"
             if str(row["before"]).isdigit() and str(row["after"]).isdigit() and int(row["before"]):
                 saved = f"{100 * (int(row['before']) - int(row['after'])) / int(row['before']):.0f}%"
-            client = {"anthropic": "anthropic SDK", "openai-chat": "openai SDK (chat)", "openai-responses": "openai SDK (responses)"}[row["protocol"]]
+            client = {"anthropic": "anthropic", "openai-chat": "openai chat", "openai-responses": "openai responses"}[row["protocol"]]
             if row["stream"]:
-                client += ", stream"
+                client += " (stream)"
             table.add_row(row["request"], client, str(row["before"]), str(row["after"]), saved, row["class"], row["tier"],
                           row["model"], f"{row['latency_ms']:.1f}")
         console.print(table)

@@ -31,6 +31,8 @@ def is_loopback(host: str) -> bool:
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    # httpx logs every upstream request at INFO; the decision log already records each one.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, getattr(logging, level.upper())))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -85,11 +85,28 @@ class Runtime:
         return embedder
 
     def warm_up(self, policy: Policy) -> None:
-        """Load what the first request would otherwise wait for."""
-        if policy.tier_model is not None or policy.cache.enabled:
-            embedder = self.embedder(policy)
-            if embedder is not None:
-                embedder.embed(["warm up"])
+        """Load what the first request would otherwise wait for: the tokenizer, the embedder, and the
+        lazily imported parts of each stage, by running the pipeline once as a dry run."""
+        import asyncio
+
+        from engine.pipeline.run import run_pipeline
+
+        body = {
+            "model": "warm-up",
+            "max_tokens": 16,
+            "tools": [{"name": "Read", "description": "Read a file.", "input_schema": {"type": "object", "properties": {}}}],
+            "messages": [
+                {"role": "user", "content": "Where is the entry point of this project?"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_warm", "name": "Read", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_warm",
+                                              "content": '[{"file": "main.py", "line": 1}, {"file": "app.py", "line": 2}]'}]},
+            ],
+        }
+        ctx = RequestContext(request_id="warm-up", protocol="anthropic", body=body, headers={}, requested_model="warm-up")
+        try:
+            asyncio.run(run_pipeline(ctx, policy, self, dry_run=True))
+        except Exception as exc:  # noqa: BLE001 - a failed warm-up only costs the first request time
+            log.warning("warm-up run of the pipeline failed: %s", exc)
 
     def select_tools(self, ctx: RequestContext, policy: Policy) -> dict[str, Any] | None:
         return select_tools(ctx, policy, self.tool_sessions)
