@@ -554,7 +554,7 @@ def test_fault_cut_after_chat_has_no_done(stub):
     assert (None, "[DONE]") not in events
 
 
-def test_fault_cut_after_past_end_still_drops_last_event(stub):
+def test_fault_cut_beyond_stream_end(stub):
     body = {"model": "m", "stream": True, "input": "hi <<fault cut_after=1000>>"}
     events = sse_events(httpx.post(stub.url + "/v1/responses", json=body).text)
     assert events[-1][0] != "response.completed"

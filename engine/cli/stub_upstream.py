@@ -21,7 +21,7 @@ DEFAULT_PORT = 8788
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="Loopback address to listen on (127.0.0.1, ::1 or localhost). Default: 127.0.0.1.")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port; 0 picks a free port. Default: {DEFAULT_PORT}.")
-    parser.add_argument("--latency-ms", type=int, default=0, metavar="MS", help="Wait this many milliseconds before the first byte of every answer.")
+    parser.add_argument("--latency-ms", type=int, default=0, metavar="MS", help="Wait this many milliseconds before the first byte of every response.")
     parser.add_argument("--record", metavar="DIR", help="Write every request body received, with a metadata sidecar, to DIR.")
     parser.add_argument(
         "--fault",

@@ -2,8 +2,8 @@
 
 The canonical shape is the Anthropic Messages body (system, tools, messages of content blocks).
 The stub counts tokens and reads markers on it, so one conversation counts about the same
-whichever protocol carries it. The checks reject what the real services reject with a 400 and
-that a gateway could plausibly get wrong; they are not a full schema validation.
+whichever protocol carries it. The checks cover mistakes that a gateway could make and that the
+real services reject with a 400. They are not a full schema validation.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def check_anthropic(body: dict, *, count_tokens: bool = False) -> None:
 
 
 def _check_tool_results_follow_tool_uses(messages: list) -> None:
-    """Each tool_use needs its tool_result at the start of the next message, as the real API requires."""
+    """Check that each tool_use has its tool_result at the start of the next message, as the real API requires."""
     for index, message in enumerate(messages[:-1]):
         content = message.get("content")
         if message.get("role") != "assistant" or not isinstance(content, list):

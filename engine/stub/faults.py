@@ -83,7 +83,7 @@ def parse_fault(spec: str) -> Fault:
 
 
 class FaultCounter:
-    """Counts the requests that carried each spec text, so `times=N` fails only the first N."""
+    """Request counts per spec text, so that a spec with `times=N` applies to its first N requests only."""
 
     def __init__(self) -> None:
         self._seen: Counter[str] = Counter()

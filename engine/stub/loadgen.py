@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.stub.loadgen", description=__doc__.splitlines()[0])
     parser.add_argument("url", help="Base URL of a stub upstream on loopback, e.g. http://127.0.0.1:8788.")
     parser.add_argument("--protocol", choices=sorted(REQUESTS), default="anthropic", help="Which route to load. Default: anthropic.")
-    parser.add_argument("--stream", action="store_true", help="Ask for streamed answers.")
+    parser.add_argument("--stream", action="store_true", help="Request streamed responses.")
     parser.add_argument("--clients", type=int, default=50, help="Concurrent clients. Default: 50.")
     parser.add_argument("--seconds", type=float, default=10.0, help="Duration of one run in seconds. Default: 10.")
     parser.add_argument("--runs", type=int, default=3, help="Runs; the median is reported with each run. Default: 3.")

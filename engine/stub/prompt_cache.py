@@ -38,8 +38,8 @@ ANTHROPIC_TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
 
 OPENAI_MIN_TOKENS = 1024
 OPENAI_STEP_TOKENS = 128
-# NOTE: an estimate. OpenAI documents that cached prefixes stay for 5 to 10 minutes of inactivity
-# (up to an hour off-peak); the simulation uses 5 minutes, refreshed by each hit.
+# NOTE: an estimate. OpenAI documents that cached prefixes stay for 5 to 10 minutes of inactivity,
+# up to an hour off-peak. The simulation keeps them 5 minutes after each use.
 OPENAI_TTL_SECONDS = 300.0
 OPENAI_EXTENDED_TTL_SECONDS = 24 * 3600.0
 

@@ -1,6 +1,6 @@
-"""The per-protocol parts of an exchange: checks, usage, answer bodies, stream events and errors.
+"""The per-protocol parts of an exchange: checks, usage, response bodies, stream events and errors.
 
-The HTTP flow in server.py is the same for every protocol; each class here fills in one wire format.
+The HTTP flow in server.py is the same for every protocol. Each class here fills in one wire format.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ class OpenAIResponses(Protocol):
 class OllamaChat(Protocol):
     name = "ollama"
     stream_media_type = "application/x-ndjson"
-    stream_by_default = True  # Ollama streams unless the request says "stream": false
+    stream_by_default = True  # Ollama streams unless the request sets "stream": false
 
     def error(self, status: int, message: str, request_id: str) -> bytes:
         return wire_ollama.error_body(message)

@@ -1,7 +1,7 @@
-"""What the stub answers: markers in the last user text, then a deterministic reply.
+"""The stub's replies: markers read from the last user text, then a deterministic reply.
 
 Markers (documented in docs/stub-upstream.md):
-- `<<call NAME {json args}>>`: answer with that tool call; several markers make parallel calls.
+- `<<call NAME {json args}>>`: reply with that tool call. Several markers make parallel calls.
 - `<<fault SPEC>>`: apply a fault to this request (see faults.py).
 - `<<quirk finish_reason_stop>>`: on OpenAI Chat, report finish_reason "stop" with tool calls.
 """
@@ -37,7 +37,7 @@ class ToolCall:
 
 @dataclass(slots=True)
 class Reply:
-    """A deterministic answer, with its output token count, independent of the wire protocol."""
+    """A deterministic reply with its output token count, independent of the wire protocol."""
 
     text: str
     tool_calls: list[ToolCall] = field(default_factory=list)

@@ -105,6 +105,7 @@ class StubUpstream:
             check_anthropic(body, count_tokens=True)
             markers = read_markers(last_user_text(body)[0])
         except InvalidRequest as error:
+            logger.debug("%s %s rejected with 400: %s", request_id, request.path, error)
             self._record("anthropic-count_tokens", raw, request, None)
             return self._error_response(ANTHROPIC, 400, str(error), request_id)
         input_tokens = tokens.count_request(body)
@@ -146,6 +147,7 @@ class StubUpstream:
             text, tool_results = last_user_text(canonical)
             markers = read_markers(text)
         except InvalidRequest as error:
+            logger.debug("%s %s rejected with 400: %s", request_id, request.path, error)
             self._record(protocol.name, raw, request, None)
             return self._error_response(protocol, 400, str(error), request_id)
 
@@ -161,6 +163,7 @@ class StubUpstream:
         try:
             usage = protocol.usage(body, canonical, input_tokens, reply, self.cache)
         except PromptCacheError as error:
+            logger.debug("%s %s rejected with 400: %s", request_id, request.path, error)
             return self._error_response(protocol, 400, str(error), request_id)
         model = str(body["model"])
         headers = {"request-id": request_id, "x-request-id": request_id, "x-stub-input-tokens": str(usage.input_tokens)}
@@ -187,7 +190,7 @@ class StubUpstream:
             logger.debug("%s reset by fault %r", request_id, fault.text)
             if request.transport is not None:
                 request.transport.abort()
-            # The connection is gone, so this answer is never sent; it only ends the handler.
+            # The connection is gone, so this response is never sent. Raising it only ends the handler.
             raise web.HTTPServiceUnavailable()
         if fault.status is None:
             return None
@@ -219,7 +222,7 @@ class StubUpstream:
                 await response.write(protocol.stream_error("Overloaded (injected by the stub upstream)", error_after))
             await response.write_eof()
         except ConnectionResetError:
-            # The client went away (a timeout, or a test that reads part of a stream); nothing to answer.
+            # The client closed the connection (a timeout, or a test that reads part of a stream).
             logger.debug("client closed the connection during the stream of %s", request.path)
         return response
 

@@ -71,7 +71,7 @@ def _event(name: str, data: dict) -> bytes:
 
 
 def stream_events(reply: Reply, model: str, usage: Usage, message_id: str) -> list[bytes]:
-    """Return the SSE events of a streamed answer in the API's order, one bytes item per event."""
+    """Return the SSE events of a streamed response in the API's order, one bytes item per event."""
     start_message = {
         "id": message_id,
         "type": "message",

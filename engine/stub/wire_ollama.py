@@ -1,4 +1,4 @@
-"""Ollama native chat wire format: NDJSON stream lines, the single-object answer and errors."""
+"""Ollama native chat wire format: NDJSON stream lines, the single-object response and errors."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def chat_body(reply: Reply, model: str, usage: Usage, created_at: str, elapsed_n
 
 
 def stream_lines(reply: Reply, model: str, usage: Usage, created_at: str, elapsed_ns: int) -> list[bytes]:
-    """Return the NDJSON lines of a streamed answer; the last one carries done: true and the counts."""
+    """Return the NDJSON lines of a streamed response. The last line carries done: true and the counts."""
     lines: list[bytes] = []
 
     def line(message: dict, **fields: object) -> None:
