@@ -119,7 +119,22 @@ def json_equal(left: Any, right: Any) -> bool:
 
 def encode_minified(value: Any) -> str:
     # ensure_ascii=False keeps non-ASCII text as characters, which costs fewer tokens than \u escapes.
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    if not is_utf8_encodable(text):
+        # A lone surrogate (from a "\ud800" escape) cannot be sent as UTF-8; keep it escaped.
+        text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    return text
+
+
+def is_utf8_encodable(text: str) -> bool:
+    """Return whether text has no lone surrogates, so the request body can be sent as UTF-8."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def decode_minified(text: str) -> Any:

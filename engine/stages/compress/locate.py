@@ -165,8 +165,12 @@ def find_nodes(compiled: Any, steps: tuple[tuple[Any, ...], ...] | None, root: A
 # Slots -----------------------------------------------------------------------------------------
 
 
-def _block_type(value: Any) -> Any:
-    return value.get("type") if isinstance(value, dict) else None
+def _block_type(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return None
+    kind = value.get("type")
+    # JSON Schemas inside tool inputs also have "type" keys, with lists or objects as values.
+    return kind if isinstance(kind, str) else None
 
 
 def slots_for(node: Node) -> list[Slot]:

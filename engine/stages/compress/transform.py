@@ -6,7 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.stages.compress import actions
-from engine.stages.compress.encode import EncodingFailed, NotJson, encode_verified, parse_json
+from engine.stages.compress.encode import (
+    EncodingFailed,
+    NotJson,
+    encode_verified,
+    is_utf8_encodable,
+    parse_json,
+)
 from engine.stages.compress.policy import ActionSpec, CompressionTarget, MinifyOptions
 from engine.tokens import count_text
 
@@ -19,16 +25,6 @@ class Outcome:
 
     text: str | None
     decision: dict[str, Any]
-
-
-def has_text_actions(target: CompressionTarget) -> bool:
-    """Return whether the target can change text that is not JSON (truncate lines or chars, dedupe)."""
-    for step in target.steps:
-        if step.name == "dedupe":
-            return True
-        if step.name == "truncate" and step.truncate is not None and step.truncate.items is None:
-            return True
-    return False
 
 
 def _decision(
@@ -147,6 +143,9 @@ def _compress_json(value: Any, target: CompressionTarget, tokens_before: int) ->
             rejected.append({"action": encoder.name, "reason": str(error)})
             continue
         candidate = "\n".join([encoded, *markers]) if markers else encoded
+        if not is_utf8_encodable(candidate):
+            rejected.append({"action": encoder.name, "reason": "output contains an unpaired surrogate"})
+            continue
         tokens = count_text(candidate)
         # Ties go to the encoder listed first, so the choice does not depend on anything else.
         if best is None or tokens < best[0]:
