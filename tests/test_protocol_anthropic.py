@@ -514,3 +514,61 @@ def test_events_for_raw_arguments_input():
 
     fragments = "".join(event["delta"]["partial_json"] for event in events if event["type"] == "content_block_delta")
     assert fragments == "{bad"
+
+
+# -- drop_unsigned_thinking -----------------------------------------------------------------
+
+from engine.protocol.anthropic import drop_unsigned_thinking  # noqa: E402
+
+
+def test_drop_unsigned_thinking_no_change_returns_same_dict():
+    body = claude_code_request()
+    body["messages"][1]["content"].insert(0, {"type": "thinking", "thinking": "x", "signature": "sig"})
+
+    assert drop_unsigned_thinking(body) is body
+
+
+def test_drop_unsigned_thinking_removes_blocks():
+    body = minimal(
+        thinking={"type": "enabled", "budget_tokens": 2048},
+        messages=[
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "from gpt", "signature": ""}, {"type": "text", "text": "a"}]},
+            {"role": "user", "content": "q2"},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "only", "signature": ""}]},
+            {"role": "user", "content": "q3"},
+        ],
+    )
+    before = copy.deepcopy(body)
+
+    result = drop_unsigned_thinking(body)
+
+    assert body == before
+    assert result["messages"] == [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": [{"type": "text", "text": "a"}]},
+        {"role": "user", "content": "q2"},
+        {"role": "user", "content": "q3"},
+    ]
+    assert result["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert validate_messages_request(result) is result
+
+
+def test_drop_unsigned_thinking_disables_thinking_for_tool_turn():
+    body = minimal(
+        thinking={"type": "adaptive"},
+        messages=[
+            {"role": "user", "content": "q"},
+            {
+                "role": "assistant",
+                "content": [{"type": "thinking", "thinking": "plan", "signature": ""}, {"type": "tool_use", "id": "t", "name": "R", "input": {}}],
+            },
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "x"}]},
+        ],
+    )
+
+    result = drop_unsigned_thinking(body)
+
+    assert "thinking" not in result
+    assert result["messages"][1]["content"] == [{"type": "tool_use", "id": "t", "name": "R", "input": {}}]
+    assert body["thinking"] == {"type": "adaptive"}

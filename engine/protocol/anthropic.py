@@ -480,6 +480,57 @@ def validate_count_tokens_request(body: object) -> dict[str, Any]:
     return _validate(body, CountTokensRequest)
 
 
+def _is_unsigned_thinking(block: Any) -> bool:
+    return isinstance(block, dict) and block.get("type") == "thinking" and not block.get("signature")
+
+
+def drop_unsigned_thinking(body: dict[str, Any]) -> dict[str, Any]:
+    """Remove thinking blocks without a signature before a request goes to Anthropic.
+
+    Such blocks come from OpenAI-style providers (`reasoning_content`) or Chat clients, and the
+    Anthropic API rejects them. Returns `body` itself when there is none, so the common case costs
+    no copy. Otherwise returns a shallow copy where only the changed messages are new. An assistant
+    message left empty is removed. Anthropic requires the last assistant message to start with a
+    thinking block when thinking is on and that message calls tools, so if that block was removed,
+    `thinking` is removed from the request too.
+    """
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not any(
+        isinstance(message, dict)
+        and message.get("role") == "assistant"
+        and isinstance(message.get("content"), list)
+        and any(_is_unsigned_thinking(block) for block in message["content"])
+        for message in messages
+    ):
+        return body
+
+    last_assistant = max(
+        (position for position, message in enumerate(messages) if isinstance(message, dict) and message.get("role") == "assistant"),
+        default=-1,
+    )
+    kept: list[Any] = []
+    disable_thinking = False
+    for position, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list) or message.get("role") != "assistant":
+            kept.append(message)
+            continue
+        blocks = [block for block in content if not _is_unsigned_thinking(block)]
+        if len(blocks) == len(content):
+            kept.append(message)
+            continue
+        if position == last_assistant and any(isinstance(b, dict) and b.get("type") == "tool_use" for b in blocks):
+            disable_thinking = True
+        if blocks or position == len(messages) - 1:
+            kept.append({**message, "content": blocks})
+
+    result = {**body, "messages": kept}
+    if disable_thinking and isinstance(body.get("thinking"), dict) and body["thinking"].get("type") != "disabled":
+        logger.debug("removed thinking from the request: the last tool-calling assistant message has no signed thinking block")
+        del result["thinking"]
+    return result
+
+
 # ---------------------------------------------------------------------------------------------
 # Usage
 # ---------------------------------------------------------------------------------------------
