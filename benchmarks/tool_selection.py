@@ -65,15 +65,15 @@ def claude_code_system() -> list[dict]:
 
 
 def code_listing(path: str, lines: int) -> str:
-    """A deterministic stand-in for a Read result: numbered Python-like lines."""
+    """Return a deterministic stand-in for a Read result: numbered Python-like lines."""
     body = []
     for number in range(1, lines + 1):
         body.append(f"{number:>6}\t    value_{number} = compute_{number % 7}(order, rate={number % 13}) if order else None")
     return f"# {path}\n" + "\n".join(body)
 
 
-# One user turn: the text, then the tool calls the agent makes before it answers. Each tool call adds
-# a request (the call's result goes back to the model), and the first request carries the user text.
+# One user turn: the text, then the tool calls the agent makes before its final reply. Each tool call
+# adds a request (the call's result goes back to the model), and the first request carries the user text.
 SESSION_SCRIPT: list[tuple[str, list[tuple[str, dict, str]]]] = [
     ("How does the order total get computed when a coupon and a gift card are both applied?", [
         ("Grep", {"pattern": "def compute_total", "path": "src"}, "src/shop/orders/pricing.py"),

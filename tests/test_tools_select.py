@@ -490,7 +490,7 @@ def test_session_configure_rejects_bad_bounds():
     with pytest.raises(ValueError):
         ToolSessions(max_sessions=0)
     with pytest.raises(ValueError):
-        ToolSessions(idle_ttl=0)
+        ToolSessions(idle_ttl=-1)
 
 
 # --- `leangate test` --------------------------------------------------------------------------

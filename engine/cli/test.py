@@ -156,6 +156,9 @@ def run(args: argparse.Namespace) -> int:
     for path in case_files:
         results.extend(run_case_file(path, policy_set, sessions, args.match))
 
+    if not results:
+        print(f"error: no test case in {tests_dir} matches {args.match!r}")
+        return 1
     for result in results:
         print(format_result(result))
     passed = sum(result.passed for result in results)
@@ -165,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     if unchecked:
         summary += f"; expectations without a checker, not verified: {', '.join(unchecked)}"
     print(summary)
-    return 1 if failed or not results else 0
+    return 1 if failed else 0
 
 
 def format_result(result: CaseResult) -> str:

@@ -23,7 +23,7 @@ def strip_system_reminders(text: str) -> str:
 
 @dataclass(slots=True)
 class ConversationFacts:
-    """What the class conditions look at, computed once per request."""
+    """Facts about the conversation that class conditions test, computed once per request."""
 
     last_user_text: str = ""
     message_count: int = 0

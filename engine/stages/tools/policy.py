@@ -179,7 +179,7 @@ class ClassRule(BaseModel):
         return self._grouped_matcher is not None
 
     def keeps(self, name: str) -> bool:
-        """Whether this class forwards the tool `name`: `keep: all`, a kept group, or a name in no group."""
+        """Return True if this class forwards the tool `name`: `keep: all`, a kept group, or a name in no group."""
         if self._grouped_matcher is None:
             raise RuntimeError(f"class rule {self.name!r} is used before its tool groups were bound")
         if self.keep == KEEP_ALL:

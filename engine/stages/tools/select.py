@@ -68,6 +68,8 @@ def _bind_rules(policy: Policy) -> None:
 
 
 def _configure_sessions(sessions: ToolSessions, policy: Policy) -> None:
+    # NOTE: the memory is shared by all teams. If a team file sets other `sessions` bounds, the bounds
+    # follow the policy of the latest request, and a smaller max_sessions evicts other teams' sessions.
     bounds = policy.sessions
     if sessions.max_sessions != bounds.max_sessions or sessions.idle_ttl != bounds.idle_ttl:
         sessions.configure(bounds.max_sessions, bounds.idle_ttl)
@@ -77,12 +79,13 @@ def select_tools(ctx: RequestContext, policy: Policy, sessions: ToolSessions) ->
     """Classify the request, replace `ctx.body["tools"]` with the kept tools, and return the decision.
 
     Sets `ctx.scratch["class"]` (the class name) and `ctx.scratch["last_user_text"]` (the last user
-    text without system reminders, which later stages reuse). The decision has the keys `class`,
-    `rule` (index of the matching rule in `classes`, or None), `kept` and `removed` (tool names),
-    `tokens_before` and `tokens_after` (estimated tokens of the tool definitions), and `session`: None
-    without a session id, else `first` (no tools kept earlier in the session), `unchanged` (the class
-    needed no tool beyond the session's kept set) or `widened` (it did, so every offered tool is kept
-    from now on).
+    text without system reminders, which later stages reuse).
+
+    Decision keys: `class`; `rule`, the index of the matching rule in `classes` (None when no rule
+    matched); `kept` and `removed`, tool names; `tokens_before` and `tokens_after`, estimated tokens of
+    the tool definitions; `session`, None without a session id. With one, `session` is `first` when the
+    session kept no tools before, `unchanged` when the class needed no tool beyond the session's kept
+    set, and `widened` when it did, so that every offered tool is kept from then on.
     """
     _bind_rules(policy)
     _configure_sessions(sessions, policy)
@@ -126,9 +129,9 @@ def select_tools(ctx: RequestContext, policy: Policy, sessions: ToolSessions) ->
     if session_key is not None:
         kept_names = {name for name in map(tool_name, kept) if name is not None}
         if previous and not kept_names <= previous:
-            # Any change to the tool list makes the provider rewrite the whole cached prefix (tools come
-            # first), and that rewrite costs the same however many tools are added. Widening once to every
-            # offered tool bounds a session to one rewrite; widening step by step could cost several.
+            # Tools come first in the cached prefix, so any change to the list makes the provider write the
+            # whole prefix again, at about the same cost however many tools are added. Widening once to
+            # every offered tool limits selection to one such rewrite per session.
             kept, removed = list(tools), []
             kept_names = {name for name in map(tool_name, kept) if name is not None}
             decision["session"] = "widened"

@@ -15,8 +15,9 @@ class ToolSessions:
 
     Provider prompt caching treats the tool list as the start of the cached prefix, so a session's
     kept set may only grow. Memory is bounded: at most `max_sessions` entries, least recently used
-    evicted first, and an entry idle for `idle_ttl` seconds is forgotten. A forgotten session starts
-    again from its next request's class, which costs one prompt-cache write and nothing else.
+    evicted first, and an entry idle for more than `idle_ttl` seconds is forgotten (0 in effect turns
+    the memory off). A forgotten session starts again from its next request's class. When that
+    changes the tool list, the provider writes the cached prefix again.
     """
 
     def __init__(self, max_sessions: int = 10_000, idle_ttl: float = 6 * 3600.0, clock: Callable[[], float] = time.monotonic):
@@ -31,8 +32,8 @@ class ToolSessions:
         """Apply new bounds (after a policy reload); shrinking evicts the least recently used sessions."""
         if max_sessions < 1:
             raise ValueError(f"max_sessions must be at least 1, got {max_sessions}")
-        if idle_ttl <= 0:
-            raise ValueError(f"idle_ttl must be a positive number of seconds, got {idle_ttl}")
+        if idle_ttl < 0:
+            raise ValueError(f"idle_ttl must not be negative, got {idle_ttl} seconds")
         with self._lock:
             self.max_sessions = max_sessions
             self.idle_ttl = float(idle_ttl)
