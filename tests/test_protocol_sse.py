@@ -172,3 +172,30 @@ def test_protocol_error_carries_key_path():
     assert error.anthropic_body()["error"]["message"] == str(error)
     assert error.openai_body()["error"]["param"] == "messages.3.content.0.tool_use_id"
     assert error.openai_body()["error"]["message"] == "must be a string"
+
+
+def test_sse_parser_long_line_in_many_chunks():
+    payload = orjson.dumps({"text": "a" * 200_000})
+    stream = b"event: big\ndata: " + payload + b"\n\n"
+
+    events = feed_in_pieces(SSEParser(), stream, 1000)
+
+    assert events == [("big", payload.decode())]
+
+
+def test_sse_parser_cr_line_end_then_partial_line():
+    parser = SSEParser()
+
+    first = parser.feed(b"data: a\r")
+    second = parser.feed(b"data: b")
+    third = parser.feed(b"\r\r")
+
+    assert first == []
+    assert second == []
+    assert third == [(None, "a\nb")]
+
+
+def test_ndjson_parser_long_line_in_many_chunks():
+    line = orjson.dumps({"message": {"content": "é" * 50_000}}) + b"\n"
+
+    assert feed_in_pieces(NDJSONParser(), line, 333) == [{"message": {"content": "é" * 50_000}}]

@@ -35,12 +35,17 @@ class SSEParser:
     """
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._buffer = bytearray()  # appended in place, so a long line costs linear time
         self._event: str | None = None
         self._data: list[str] = []
         self._first_line = True
 
     def feed(self, chunk: bytes) -> list[tuple[str | None, str]]:
+        if b"\n" not in chunk and b"\r" not in chunk and not self._buffer.endswith(b"\r"):
+            # No line ends here: the chunk only extends the current line. Returning early keeps a
+            # long line that arrives in many chunks linear instead of re-splitting the buffer.
+            self._buffer += chunk
+            return []
         self._buffer += chunk
         lines = self._buffer.splitlines(keepends=True)
         if not lines:
@@ -51,7 +56,7 @@ class SSEParser:
         if not last.endswith((b"\n", b"\r")) or last.endswith(b"\r"):
             self._buffer = lines.pop()
         else:
-            self._buffer = b""
+            self._buffer = bytearray()
 
         events: list[tuple[str | None, str]] = []
         for raw in lines:
@@ -68,7 +73,7 @@ class SSEParser:
         events: list[tuple[str | None, str]] = []
         if self._buffer:
             line = self._buffer.rstrip(b"\r\n").decode("utf-8", errors="replace")
-            self._buffer = b""
+            self._buffer = bytearray()
             self._process_line(line, events)
         self._process_line("", events)
         return events
@@ -106,16 +111,19 @@ class NDJSONParser:
     """
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._buffer = bytearray()
 
     def feed(self, chunk: bytes) -> list[Any]:
         self._buffer += chunk
-        *lines, self._buffer = self._buffer.split(b"\n")
+        if b"\n" not in chunk:
+            return []
+        *lines, rest = self._buffer.split(b"\n")
+        self._buffer = bytearray(rest)
         return [self._decode(line) for line in lines if line.strip()]
 
     def finish(self) -> list[Any]:
         """Decode a last line that the upstream did not end with a newline."""
-        line, self._buffer = self._buffer, b""
+        line, self._buffer = self._buffer, bytearray()
         return [self._decode(line)] if line.strip() else []
 
     @staticmethod

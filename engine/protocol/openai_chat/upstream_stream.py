@@ -290,7 +290,12 @@ class ChatStreamReader:
 
     def _is_repeat(self, call: _ToolCall, arguments: str) -> bool:
         """Detect a server that sends a call's whole arguments again after streaming them."""
-        if not call.arguments or not self._is_complete(call):
+        # Only a fragment that looks like a whole JSON object can be a repeat; checking just those
+        # keeps long argument streams linear.
+        stripped = arguments.strip()
+        if not call.arguments or not (stripped.startswith("{") and stripped.endswith("}")):
+            return False
+        if not self._is_complete(call):
             return False
         try:
             repeated = orjson.loads(arguments) == orjson.loads("".join(call.arguments))
