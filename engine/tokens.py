@@ -7,6 +7,8 @@ reports stays the billing truth.
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import orjson
@@ -26,11 +28,36 @@ def encoding() -> tiktoken.Encoding:
     return tiktoken.get_encoding(ENCODING_NAME)
 
 
+# Agent requests repeat most of their text from turn to turn (tools, system prompt, history), and the
+# pipeline counts a request before and after its stages. Remembering the counts of recent long texts
+# turns most of that BPE work into a dictionary lookup. Short texts are cheaper to encode than to hash.
+# Entries are keyed by (length, hash) rather than by the text, so the memo keeps no request text
+# alive; a 64-bit hash collision would only skew an estimate.
+MEMO_MIN_CHARS = 256
+MEMO_MAX_ENTRIES = 100_000
+
+_memo: OrderedDict[tuple[int, int], int] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
 def count_text(text: str) -> int:
     """Count the tokens of a string. Special-token text is counted as ordinary text."""
     if not text:
         return 0
-    return len(encoding().encode_ordinary(text))
+    if len(text) < MEMO_MIN_CHARS:
+        return len(encoding().encode_ordinary(text))
+    key = (len(text), hash(text))
+    with _memo_lock:
+        count = _memo.get(key)
+        if count is not None:
+            _memo.move_to_end(key)
+            return count
+    count = len(encoding().encode_ordinary(text))
+    with _memo_lock:
+        _memo[key] = count
+        if len(_memo) > MEMO_MAX_ENTRIES:
+            _memo.popitem(last=False)
+    return count
 
 
 def count_json(value: Any) -> int:
