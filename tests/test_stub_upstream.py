@@ -584,6 +584,28 @@ def test_fault_midstream_error_ollama(stub):
     assert "error" in lines[-1]
 
 
+def test_fault_midstream_error_responses(stub):
+    stream = stub.openai().responses.create(model="m", input="more <<fault midstream_error=3>>", stream=True)
+    events = list(stream)
+    assert len(events) == 4
+    assert events[-1].type == "error"
+    assert events[-1].code == "server_error"
+
+
+def test_fault_cut_after_ollama(stub):
+    response = httpx.post(stub.url + "/api/chat", json={"model": "m", "messages": user("more words here <<fault cut_after=2>>")})
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert len(lines) == 2
+    assert not any(line["done"] for line in lines)
+
+
+def test_fault_applies_to_count_tokens(stub):
+    body = {"model": "m", "messages": user("count me <<fault status=429,retry_after=1>>")}
+    response = httpx.post(stub.url + "/v1/messages/count_tokens", json=body)
+    assert response.status_code == 429
+    assert response.json()["error"]["type"] == "rate_limit_error"
+
+
 def test_bad_fault_marker_is_400(stub):
     response = httpx.post(stub.url + "/v1/chat/completions", json={"model": "m", "messages": user("<<fault status=200>>")})
     assert response.status_code == 400
