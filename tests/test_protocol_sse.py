@@ -187,10 +187,12 @@ def test_sse_parser_cr_line_end_then_partial_line():
     parser = SSEParser()
 
     first = parser.feed(b"data: a\r")
-    second = parser.feed(b"data: b")
+    empty = parser.feed(b"")
+    second = parser.feed(b"\ndata: b")
     third = parser.feed(b"\r\r")
 
     assert first == []
+    assert empty == []
     assert second == []
     assert third == [(None, "a\nb")]
 

@@ -39,24 +39,28 @@ class SSEParser:
         self._event: str | None = None
         self._data: list[str] = []
         self._first_line = True
+        self._skip_lf = False
 
     def feed(self, chunk: bytes) -> list[tuple[str | None, str]]:
-        if b"\n" not in chunk and b"\r" not in chunk and not self._buffer.endswith(b"\r"):
+        if self._skip_lf and chunk:
+            # The previous chunk ended in CR, which already ended its line; an LF right after it
+            # belongs to the same CRLF.
+            self._skip_lf = False
+            if chunk.startswith(b"\n"):
+                chunk = chunk[1:]
+        if b"\n" not in chunk and b"\r" not in chunk:
             # No line ends here: the chunk only extends the current line. Returning early keeps a
             # long line that arrives in many chunks linear instead of re-splitting the buffer.
             self._buffer += chunk
             return []
+
         self._buffer += chunk
         lines = self._buffer.splitlines(keepends=True)
-        if not lines:
-            return []
-
-        # Keep an unterminated last line, and a bare CR that may be the first half of a CRLF.
-        last = lines[-1]
-        if not last.endswith((b"\n", b"\r")) or last.endswith(b"\r"):
-            self._buffer = lines.pop()
-        else:
+        if lines[-1].endswith((b"\n", b"\r")):
             self._buffer = bytearray()
+            self._skip_lf = lines[-1].endswith(b"\r")
+        else:
+            self._buffer = lines.pop()
 
         events: list[tuple[str | None, str]] = []
         for raw in lines:
