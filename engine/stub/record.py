@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import threading
 from collections.abc import Mapping
@@ -42,7 +43,15 @@ class Recorder:
         with self._lock:
             number = next(self._numbers)
         stem = f"{number:06d}-{protocol}"
+        # The sidecar goes first and each file appears whole (rename), so a reader that finds a
+        # body file can always open its sidecar.
+        _write_whole(self.directory / f"{stem}.meta.json", orjson.dumps(metadata, option=orjson.OPT_INDENT_2))
         body_path = self.directory / f"{stem}.json"
-        body_path.write_bytes(raw_body)
-        (self.directory / f"{stem}.meta.json").write_bytes(orjson.dumps(metadata, option=orjson.OPT_INDENT_2))
+        _write_whole(body_path, raw_body)
         return body_path
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".partial")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
