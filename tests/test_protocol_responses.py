@@ -16,6 +16,7 @@ from engine.protocol.responses import (
     ResponsesStreamWriter,
     canonical_to_responses_request,
     codex_models_body,
+    is_openai_reasoning,
     message_to_response,
     responses_request_to_canonical,
     responses_to_message,
@@ -1103,13 +1104,17 @@ def anthropic_request() -> dict[str, Any]:
 def test_upstream_request_shape():
     request = canonical_to_responses_request(anthropic_request(), "gpt-5", max_output_tokens=16000)
 
-    assert list(request) == ["model", "instructions", "input", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens", "reasoning", "store", "stream"]
+    assert list(request) == [
+        "model", "instructions", "input", "tools", "tool_choice", "parallel_tool_calls",
+        "max_output_tokens", "reasoning", "include", "store", "stream",
+    ]
     assert request["model"] == "gpt-5"
     assert request["instructions"] == "You are a coding agent.\n\nBe brief."
     assert request["store"] is False
     assert request["stream"] is True
     assert request["max_output_tokens"] == 16000
     assert request["reasoning"] == {"effort": "medium"}
+    assert request["include"] == ["reasoning.encrypted_content"]
     assert request["tool_choice"] == "auto"
     assert request["parallel_tool_calls"] is False
     assert [tool["name"] for tool in request["tools"]] == ["shell", "update_plan", "view_image", "apply_patch"]
@@ -1204,7 +1209,7 @@ def test_upstream_answer_to_message():
     )
 
     assert message["content"] == [
-        {"type": "thinking", "thinking": "think", "signature": "enc"},
+        {"type": "thinking", "thinking": "think", "signature": "openai-reasoning:rs_1:enc"},
         {"type": "text", "text": "Hi"},
         {"type": "tool_use", "id": "call_1", "name": "shell", "input": {"command": ["ls"]}},
         {"type": "tool_use", "id": "call_2", "name": "apply_patch", "input": {"input": "*** Begin Patch"}},
@@ -1405,7 +1410,7 @@ def test_reader_reasoning_text_and_tool_blocks_in_order():
             CREATED,
             ("response.output_item.added", {"output_index": 0, "item": {"type": "reasoning", "id": "rs", "summary": []}}),
             ("response.reasoning_summary_text.delta", {"output_index": 0, "summary_index": 0, "delta": "plan"}),
-            ("response.output_item.done", {"output_index": 0, "item": {"type": "reasoning", "summary": [{"type": "summary_text", "text": "plan"}], "encrypted_content": "enc"}}),
+            ("response.output_item.done", {"output_index": 0, "item": {"type": "reasoning", "id": "rs", "summary": [{"type": "summary_text", "text": "plan"}], "encrypted_content": "enc"}}),
             ("response.output_item.added", {"output_index": 1, "item": {"type": "message", "content": []}}),
             ("response.output_text.delta", {"output_index": 1, "content_index": 0, "delta": "ok"}),
             ("response.output_item.done", {"output_index": 1, "item": {"type": "message", "content": [{"type": "output_text", "text": "ok"}]}}),
@@ -1414,7 +1419,10 @@ def test_reader_reasoning_text_and_tool_blocks_in_order():
     )
     message = check_and_assemble(out)
 
-    assert message["content"] == [{"type": "thinking", "thinking": "plan", "signature": "enc"}, {"type": "text", "text": "ok"}]
+    assert message["content"] == [
+        {"type": "thinking", "thinking": "plan", "signature": "openai-reasoning:rs:enc"},
+        {"type": "text", "text": "ok"},
+    ]
 
 
 def test_reader_items_only_in_completed():
@@ -1527,3 +1535,48 @@ def test_stream_error_with_http_status():
         events = decode(writer.error(status, message))
 
         assert events[-1]["response"]["error"] == {"code": code, "message": message}, (status, message)
+
+
+def test_upstream_reasoning_without_encrypted_content_dropped():
+    message = responses_to_message(
+        openai_response([{"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "t"}]}, {"type": "message", "content": [{"type": "output_text", "text": "x"}]}])
+    )
+
+    assert message["content"] == [{"type": "text", "text": "x"}]
+
+
+def test_openai_reasoning_round_trip_through_codex():
+    """OpenAI reasoning reaches Codex as a reasoning item, comes back, and goes upstream unchanged."""
+    upstream_item = {"type": "reasoning", "id": "rs_9", "summary": [{"type": "summary_text", "text": "why"}], "encrypted_content": "gAAAA-blob"}
+    message = responses_to_message(openai_response([upstream_item, {"type": "message", "content": [{"type": "output_text", "text": "x"}]}]))
+    _, side = translate()
+    codex_output = message_to_response(message, side, "resp_1", 1)["output"]
+
+    canonical, _ = responses_request_to_canonical({"model": "m", "input": [{"role": "user", "content": "q"}, *codex_output, {"role": "user", "content": "more"}]})
+    request = canonical_to_responses_request(canonical, "gpt-5", max_output_tokens=1000)
+
+    assert codex_output[0]["encrypted_content"] == "openai-reasoning:rs_9:gAAAA-blob"
+    assert is_openai_reasoning(canonical["messages"][1]["content"][0])
+    assert request["input"][1] == upstream_item
+
+
+def test_anthropic_thinking_not_sent_upstream():
+    body = anthropic_request()
+
+    items = canonical_to_responses_request(body, "gpt-5", max_output_tokens=1000)["input"]
+
+    assert all(item["type"] != "reasoning" for item in items)
+    assert not is_openai_reasoning(body["messages"][1]["content"][0])
+
+
+def test_reader_signature_packs_reasoning_id():
+    out = read_stream(
+        sse_events(
+            CREATED,
+            ("response.output_item.added", {"output_index": 0, "item": {"type": "reasoning", "id": "rs_7", "summary": []}}),
+            ("response.output_item.done", {"output_index": 0, "item": {"type": "reasoning", "id": "rs_7", "summary": [], "encrypted_content": "blob"}}),
+            completed(),
+        )
+    )
+
+    assert check_and_assemble(out)["content"] == [{"type": "thinking", "thinking": "", "signature": "openai-reasoning:rs_7:blob"}]

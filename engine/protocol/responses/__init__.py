@@ -2,9 +2,11 @@
 
 Client side: responses_request_to_canonical, message_to_response, ResponsesStreamWriter,
 codex_models_body. Upstream side (an `openai` provider with `wire_api: responses`):
-canonical_to_responses_request, responses_to_message, ResponsesStreamReader.
+canonical_to_responses_request, responses_to_message, ResponsesStreamReader, and
+is_openai_reasoning for adapters that must drop OpenAI reasoning before sending to Anthropic.
 """
 
+from engine.protocol.responses._common import is_openai_reasoning
 from engine.protocol.responses.answer import message_to_response
 from engine.protocol.responses.codex_models import codex_models_body
 from engine.protocol.responses.request import responses_request_to_canonical
@@ -17,6 +19,7 @@ __all__ = [
     "ResponsesStreamWriter",
     "canonical_to_responses_request",
     "codex_models_body",
+    "is_openai_reasoning",
     "message_to_response",
     "responses_request_to_canonical",
     "responses_to_message",

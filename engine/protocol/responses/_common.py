@@ -25,6 +25,12 @@ CUSTOM_TOOL_INPUT_KEY = "input"
 # `encrypted_content` of a reasoning item that carries an Anthropic `redacted_thinking` block.
 REDACTED_THINKING_PREFIX = "anthropic-redacted:"
 
+# Signature of a canonical thinking block made from an OpenAI reasoning item:
+# `openai-reasoning:<item id>:<encrypted_content>`. The prefix tells adapters that the block is no
+# Anthropic thinking (Anthropic rejects the signature), and the id and content let a Responses
+# upstream get its reasoning item back.
+OPENAI_REASONING_PREFIX = "openai-reasoning:"
+
 IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 
 # Anthropic error types -> the Responses `error.code` that Codex acts on.
@@ -91,6 +97,30 @@ def required_string(item: dict[str, Any], key: str, path: str) -> str:
     if not isinstance(value, str) or not value:
         raise ProtocolError("missing or empty: expected a non-empty string", param=f"{path}.{key}")
     return value
+
+
+def openai_reasoning_signature(reasoning_id: str, encrypted_content: str) -> str:
+    """Pack an OpenAI reasoning item's id and encrypted content into a thinking block signature."""
+    return f"{OPENAI_REASONING_PREFIX}{reasoning_id}:{encrypted_content}"
+
+
+def is_openai_reasoning(block: dict[str, Any]) -> bool:
+    """Tell whether a canonical thinking block carries an OpenAI reasoning item, not Anthropic thinking.
+
+    An Anthropic adapter must drop such blocks, because Anthropic rejects their signature.
+    """
+    signature = block.get("signature") if block.get("type") == "thinking" else None
+    return isinstance(signature, str) and signature.startswith(OPENAI_REASONING_PREFIX)
+
+
+def unpack_openai_reasoning(signature: str) -> tuple[str, str] | None:
+    """Return (reasoning item id, encrypted content) from a signature, or None if it carries none."""
+    if not signature.startswith(OPENAI_REASONING_PREFIX):
+        return None
+    reasoning_id, colon, encrypted = signature[len(OPENAI_REASONING_PREFIX) :].partition(":")
+    if not colon or not reasoning_id or not encrypted:
+        return None
+    return reasoning_id, encrypted
 
 
 def item_id(prefix: str, response_id: str, output_index: int) -> str:

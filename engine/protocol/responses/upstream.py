@@ -14,7 +14,9 @@ from engine.protocol.responses._common import (
     canonical_usage,
     data_url,
     format_arguments,
+    openai_reasoning_signature,
     parse_arguments,
+    unpack_openai_reasoning,
 )
 
 logger = logging.getLogger(__name__)
@@ -28,8 +30,9 @@ def canonical_to_responses_request(body: dict[str, Any], model: str, *, max_outp
     """Translate a canonical request into a Responses request body with `store: false`.
 
     The same input gives the same dict in the same key order, so the serialised bytes are stable
-    and the provider's prompt cache keeps hitting. Thinking blocks are not sent: a reasoning item
-    needs the provider's own id and encrypted content, which an Anthropic signature is not.
+    and the provider's prompt cache keeps hitting. Thinking blocks that came from an OpenAI
+    reasoning item go back as that item. Anthropic thinking is not sent, because OpenAI accepts only
+    its own reasoning items.
     """
     request: dict[str, Any] = {"model": model}
     instructions = _instructions(body.get("system"))
@@ -51,6 +54,8 @@ def canonical_to_responses_request(body: dict[str, Any], model: str, *, max_outp
     effort = _reasoning_effort(body.get("thinking"))
     if effort:
         request["reasoning"] = {"effort": effort}
+        # With `store: false` the next turn can pass the reasoning back only in encrypted form.
+        request["include"] = ["reasoning.encrypted_content"]
     request["store"] = False
     request["stream"] = bool(body.get("stream"))
     return request
@@ -97,16 +102,30 @@ def _input_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "arguments": format_arguments(block.get("input")),
                     }
                 )
+            elif kind == "thinking" and role == "assistant" and unpack_openai_reasoning(block.get("signature") or ""):
+                flush()
+                items.append(_reasoning_item(block))
             elif kind == "tool_result":
                 flush()
                 items.append(
                     {"type": "function_call_output", "call_id": block.get("tool_use_id", ""), "output": _tool_output(block)}
                 )
             else:
-                # thinking, redacted_thinking and server tool blocks: see canonical_to_responses_request.
+                # Anthropic thinking and server tool blocks: see canonical_to_responses_request.
                 logger.debug("not sending a %s block to a Responses upstream", kind)
         flush()
     return items
+
+
+def _reasoning_item(block: dict[str, Any]) -> dict[str, Any]:
+    reasoning_id, encrypted = unpack_openai_reasoning(block["signature"]) or ("", "")
+    thinking = block.get("thinking") or ""
+    return {
+        "type": "reasoning",
+        "id": reasoning_id,
+        "summary": [{"type": "summary_text", "text": thinking}] if thinking else [],
+        "encrypted_content": encrypted,
+    }
 
 
 def _file_part(block: dict[str, Any]) -> dict[str, Any] | None:
@@ -234,12 +253,13 @@ def output_item_blocks(item: dict[str, Any]) -> list[dict[str, Any]]:
     if kind == "custom_tool_call":
         return [{"type": "tool_use", "id": item.get("call_id", ""), "name": item.get("name", ""), "input": {CUSTOM_TOOL_INPUT_KEY: item.get("input", "")}}]
     if kind == "reasoning":
-        text = "".join(part.get("text", "") for part in item.get("summary") or [] if isinstance(part, dict))
-        if not text:
+        # Without encrypted content no provider can take the reasoning back, so it is dropped.
+        encrypted = item.get("encrypted_content")
+        if not isinstance(encrypted, str) or not encrypted:
             return []
-        # NOTE: the signature is OpenAI's encrypted content. Anthropic rejects it, so a provider
-        # adapter that sends history to Anthropic must drop thinking blocks another provider made.
-        return [{"type": "thinking", "thinking": text, "signature": item.get("encrypted_content") or ""}]
+        text = "".join(part.get("text", "") for part in item.get("summary") or [] if isinstance(part, dict))
+        signature = openai_reasoning_signature(str(item.get("id") or ""), encrypted)
+        return [{"type": "thinking", "thinking": text, "signature": signature}]
     return []
 
 

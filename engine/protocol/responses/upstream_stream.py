@@ -7,7 +7,12 @@ from typing import Any
 
 import orjson
 
-from engine.protocol.responses._common import CUSTOM_TOOL_INPUT_KEY, canonical_usage, error_code
+from engine.protocol.responses._common import (
+    CUSTOM_TOOL_INPUT_KEY,
+    canonical_usage,
+    error_code,
+    openai_reasoning_signature,
+)
 from engine.protocol.responses.upstream import stop_reason
 
 logger = logging.getLogger(__name__)
@@ -93,7 +98,7 @@ class ResponsesStreamReader:
         return out
 
     def finish(self) -> list[dict[str, Any]]:
-        """Call when the upstream byte stream ends; emits an error if it ended early."""
+        """Close the stream when the upstream bytes end: an error event if no final event came."""
         if self._finished:
             return []
         return self._fail({"code": "server_error", "message": "the upstream stream ended before response.completed"})
@@ -251,14 +256,16 @@ class ResponsesStreamReader:
             sent = block.sent if block else ""
             if text.startswith(sent) and len(text) > len(sent):
                 out += self._thinking(output_index, text[len(sent) :])
-            if self._current("thinking", (output_index,)) and item.get("encrypted_content"):
-                out.append(
-                    {
-                        "type": "content_block_delta",
-                        "index": self._block.index,
-                        "delta": {"type": "signature_delta", "signature": item["encrypted_content"]},
-                    }
-                )
+            encrypted = item.get("encrypted_content")
+            if isinstance(encrypted, str) and encrypted:
+                if self._current("thinking", (output_index,)) is None:
+                    out += self._open("thinking", (output_index,), {"type": "thinking", "thinking": "", "signature": ""})
+                signature = openai_reasoning_signature(str(item.get("id") or ""), encrypted)
+                delta = {"type": "signature_delta", "signature": signature}
+                out.append({"type": "content_block_delta", "index": self._block.index, "delta": delta})
+            # NOTE: a reasoning item streamed without encrypted content leaves a thinking block with
+            # an empty signature, which no provider accepts back. canonical_to_responses_request
+            # sets `include` so that OpenAI sends the encrypted content.
         return out + self._close()
 
 
