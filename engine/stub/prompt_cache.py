@@ -19,6 +19,7 @@ OpenAI rules: a prompt of at least 1024 tokens is cached automatically in 128-to
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -339,9 +340,24 @@ def openai_prefix_tokens(canonical_body: dict) -> array:
     return stream
 
 
+# Agent sessions resend the same long texts (system prompt, tool schemas, history) on every turn,
+# so their encodings are kept, up to this many texts.
+_ENCODING_CACHE_TEXTS = 4096
+_SHORT_TEXT_CHARS = 256
+
+
+@functools.lru_cache(maxsize=_ENCODING_CACHE_TEXTS)
+def _encode_long(text: str) -> array:
+    return array("q", tokens.encoding().encode_ordinary(text))
+
+
 def _extend_text(stream: array, text: str) -> None:
-    if text:
+    if not text:
+        return
+    if len(text) < _SHORT_TEXT_CHARS:
         stream.extend(tokens.encoding().encode_ordinary(text))
+    else:
+        stream.extend(_encode_long(text))
 
 
 def _extend_json(stream: array, value: Any) -> None:
