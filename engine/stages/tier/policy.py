@@ -141,6 +141,15 @@ class TierModel(_Strict):
             self._hard = _unit(np.asarray(self.centroids.hard, dtype=np.float32))
             self._easy = _unit(np.asarray(self.centroids.easy, dtype=np.float32))
 
+    def __eq__(self, other: object) -> bool:
+        # NOTE: pydantic's __eq__ also compares private attributes, and numpy arrays have no single
+        # truth value, so equality is defined on the declared fields only.
+        if not isinstance(other, TierModel):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]
+
     def probability(self, values: np.ndarray) -> float:
         """Return the strong-tier probability for raw feature values in FEATURE_NAMES order."""
         standardised = (values - self._mean) / self._scale
