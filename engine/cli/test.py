@@ -288,16 +288,11 @@ def load_request(path: Path, protocol: str) -> dict[str, Any]:
 
 
 def _chat_to_canonical(body: dict[str, Any], path: Path) -> dict[str, Any]:
+    from engine.protocol.errors import ProtocolError
+    from engine.protocol.openai_chat import chat_request_to_canonical
+
     try:
-        from engine.protocol.openai_chat import chat_request_to_canonical
-    except ImportError:
-        # NOTE: the OpenAI Chat translation is not in the engine yet; such cases fail with this message.
-        raise RequestFileError(
-            f"request file {path}: OpenAI Chat bodies need engine.protocol.openai_chat.chat_request_to_canonical, "
-            "which this build does not have; convert the request to the Anthropic Messages shape"
-        ) from None
-    try:
-        canonical = chat_request_to_canonical(body)
-    except (ValueError, TypeError, KeyError) as error:
+        canonical, _ = chat_request_to_canonical(body)
+    except ProtocolError as error:
         raise RequestFileError(f"request file {path} is not a valid OpenAI Chat request: {error}") from None
-    return canonical if isinstance(canonical, dict) else dict(canonical)
+    return canonical
