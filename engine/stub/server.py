@@ -91,8 +91,10 @@ class StubUpstream:
     async def _azure_chat(self, request: web.Request) -> web.StreamResponse:
         request_id = self._request_id()
         if not request.query.get("api-version"):
+            logger.debug("%s %s rejected with 404: the api-version query is missing", request_id, request.path)
             return self._error_response(AZURE_CHAT, 404, "Resource not found", request_id)
         if not request.headers.get("api-key"):
+            logger.debug("%s %s rejected with 401: the api-key header is missing", request_id, request.path)
             message = "Access denied due to a missing or invalid subscription key. Send a valid key in the api-key header."
             return self._error_response(AZURE_CHAT, 401, message, request_id)
         return await self._exchange(request, AZURE_CHAT, deployment=request.match_info["deployment"])
@@ -194,6 +196,7 @@ class StubUpstream:
             raise web.HTTPServiceUnavailable()
         if fault.status is None:
             return None
+        logger.debug("%s %s answered with %d by fault %r", request_id, request.path, fault.status, fault.text)
         message = f"Injected by the stub upstream (fault {fault.text!r})."
         if fault.status == 429:
             message = f"Rate limit reached; try again later. {message}"
