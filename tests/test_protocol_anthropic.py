@@ -9,10 +9,10 @@ from typing import Any
 
 import orjson
 import pytest
-from test_protocol_openai_chat import check_and_assemble, chunk, run_reader, usage_chunk
 
 from engine.protocol.anthropic import (
     MessageAssembler,
+    drop_unsigned_thinking,
     message_to_events,
     total_input_tokens,
     validate_count_tokens_request,
@@ -20,6 +20,7 @@ from engine.protocol.anthropic import (
 )
 from engine.protocol.errors import ProtocolError
 from engine.protocol.openai_chat import chat_request_to_canonical
+from tests.test_protocol_openai_chat import check_and_assemble, chunk, run_reader, usage_chunk
 
 DATA = Path(__file__).parent / "data"
 
@@ -518,7 +519,6 @@ def test_events_for_raw_arguments_input():
 
 # -- drop_unsigned_thinking -----------------------------------------------------------------
 
-from engine.protocol.anthropic import drop_unsigned_thinking  # noqa: E402
 
 
 def test_drop_unsigned_thinking_no_change_returns_same_dict():

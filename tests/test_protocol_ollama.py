@@ -6,10 +6,10 @@ import copy
 from typing import Any
 
 import pytest
-from test_protocol_openai_chat import check_and_assemble, claude_code_body
 
 from engine.protocol.errors import ProtocolError
 from engine.protocol.ollama import OllamaStreamReader, canonical_to_ollama_request, ollama_response_to_message
+from tests.test_protocol_openai_chat import check_and_assemble, claude_code_body
 
 
 def tool_conversation() -> dict[str, Any]:

@@ -11,11 +11,16 @@ import orjson
 import pytest
 
 from engine.protocol import openai_chat
+from engine.protocol.errors import ProtocolError
 from engine.protocol.openai_chat import (
+    DEFAULT_MAX_TOKENS,
     REASONING_PLACEHOLDER,
     ChatStreamReader,
+    ChatStreamWriter,
     canonical_to_chat_request,
+    chat_request_to_canonical,
     chat_response_to_message,
+    message_to_chat_response,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -824,14 +829,6 @@ def test_stream_message_start_usage_fields():
 
 
 # -- chat_request_to_canonical --------------------------------------------------------------
-
-from engine.protocol.errors import ProtocolError  # noqa: E402
-from engine.protocol.openai_chat import (  # noqa: E402
-    DEFAULT_MAX_TOKENS,
-    ChatStreamWriter,
-    chat_request_to_canonical,
-    message_to_chat_response,
-)
 
 
 def chat_body(**extra: Any) -> dict[str, Any]:
