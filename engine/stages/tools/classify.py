@@ -8,8 +8,9 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from engine.stages.tools.policy import ClassRule
 
-# Claude Code wraps context it injects into user turns (file changes, todo state, hook output) in these
-# tags. That text is not what the user asked, so it is removed before any rule looks at the turn.
+# Claude Code adds these blocks to user messages and tool results itself; its system prompt (1.0.123)
+# tells the model they bear no direct relation to the message around them. They are not what the user
+# asked, so they are removed before any rule looks at the text.
 _SYSTEM_REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.DOTALL)
 
 # Headers that name the client: Claude Code sends `user-agent: claude-cli/...` and `x-app: cli`,

@@ -81,11 +81,14 @@ def select_tools(ctx: RequestContext, policy: Policy, sessions: ToolSessions) ->
     Sets `ctx.scratch["class"]` (the class name) and `ctx.scratch["last_user_text"]` (the last user
     text without system reminders, which later stages reuse).
 
-    Decision keys: `class`; `rule`, the index of the matching rule in `classes` (None when no rule
-    matched); `kept` and `removed`, tool names; `tokens_before` and `tokens_after`, estimated tokens of
-    the tool definitions; `session`, None without a session id. With one, `session` is `first` when the
-    session kept no tools before, `unchanged` when the class needed no tool beyond the session's kept
-    set, and `widened` when it did, so that every offered tool is kept from then on.
+    Decision keys:
+    - `class`: the class name.
+    - `rule`: the index of the matching rule in `classes`, or None when no rule matched.
+    - `kept`, `removed`: tool names.
+    - `tokens_before`, `tokens_after`: estimated tokens of the tool definitions.
+    - `session`: None without a session id. Otherwise `first` when the session kept no tools before,
+      `unchanged` when the class needed no tool beyond the session's kept set, and `widened` when it
+      did, so that every offered tool is kept from then on.
     """
     _bind_rules(policy)
     _configure_sessions(sessions, policy)
