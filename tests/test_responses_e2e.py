@@ -12,7 +12,8 @@ from typing import Any, Iterator
 import httpx
 import openai
 import pytest
-from conftest import ADAPTER_TEAMS, Process, copy_policies, start_process, stub_env
+from engine.localrun import LocalService as Process, start_stub
+from tests.conftest import ADAPTER_TEAMS, launch_gateway
 
 DATA = Path(__file__).parent / "data"
 PNG_DATA_URL = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -43,7 +44,7 @@ def responses_stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process
     """A stub of its own, with prompt caching simulated so the usage mapping is seen with cached tokens."""
     workdir = tmp_path_factory.mktemp("responses-stub")
     record = workdir / "record"
-    process = start_process(["stub-upstream", "--record", str(record), "--prompt-cache"], workdir, "stub", health_path="/health")
+    process = start_stub(workdir, "--record", str(record), "--prompt-cache")
     process.extra["record"] = record
     yield process
     process.stop()
@@ -51,12 +52,10 @@ def responses_stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process
 
 @pytest.fixture(scope="module")
 def responses_gateway(tmp_path_factory: pytest.TempPathFactory, responses_stub: Process) -> Iterator[Process]:
-    workdir = tmp_path_factory.mktemp("responses-gateway")
-    policy_dir = copy_policies(workdir / "policies")
-    (policy_dir / "teams" / f"{RESPONSES_TEAM}.yaml").write_text(RESPONSES_TEAM_YAML, encoding="utf-8")
-    env = stub_env(responses_stub.url, workdir)
-    process = start_process(["serve", "--policies", str(policy_dir)], workdir, "gateway", env=env)
-    process.extra["decisions"] = workdir / "decisions.jsonl"
+    def add_responses_team(policy_dir: Path) -> None:
+        (policy_dir / "teams" / f"{RESPONSES_TEAM}.yaml").write_text(RESPONSES_TEAM_YAML, encoding="utf-8")
+
+    process = launch_gateway(tmp_path_factory.mktemp("responses-gateway"), responses_stub, add_responses_team)
     yield process
     process.stop()
 

@@ -4,29 +4,18 @@ through the official SDKs, and a table of what the gateway did with each. Works 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+from engine.localrun import LocalService, ServiceError, start_gateway, start_stub
 
 DESCRIPTION = (
     "Start `leangate stub-upstream` and `leangate serve` with the default policy on free loopback ports, send "
     "every request in examples/requests/ through the official anthropic and openai SDKs, and print a table."
-)
-
-STARTUP_TIMEOUT_S = 30.0
-PROVIDER_VARIABLES = (
-    "LEANGATE_ANTHROPIC_BASE_URL",
-    "LEANGATE_OPENAI_BASE_URL",
-    "LEANGATE_AZURE_OPENAI_BASE_URL",
-    "LEANGATE_OLLAMA_BASE_URL",
-    "LEANGATE_OPENAI_COMPATIBLE_BASE_URL",
 )
 
 
@@ -34,41 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policies", default="policies", help="Policy folder (default: policies).")
     parser.add_argument("--requests", default="examples/requests", help="Folder of request bodies (default: examples/requests).")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary folder with logs and decisions.")
-
-
-class Service:
-    def __init__(self, name: str, args: list[str], workdir: Path, env: dict[str, str], health: str):
-        self.name = name
-        port_file = workdir / f"{name}.port"
-        self.log_path = workdir / f"{name}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen([sys.executable, "-m", "engine", *args, "--port", "0", "--port-file", str(port_file)],
-                                        stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        self.url = ""
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{name} exited with status {self.process.returncode}; log: {self.log_path}")
-            text = port_file.read_text().strip() if port_file.exists() else ""
-            if text:
-                self.url = f"http://127.0.0.1:{text}"
-                try:
-                    if httpx.get(self.url + health, timeout=1).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{name} did not start within {STARTUP_TIMEOUT_S:.0f}s; log: {self.log_path}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self._log.close()
 
 
 def _send(path: Path, clients: dict[str, Any]) -> dict[str, Any]:
@@ -125,14 +79,11 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/red] no request files in {request_dir}")
         return 1
     workdir = Path(tempfile.mkdtemp(prefix="leangate-demo-"))
-    env = {**os.environ}
-    services: list[Service] = []
+    services: list[LocalService] = []
     try:
-        stub = Service("stub", ["stub-upstream"], workdir, env, "/health")
+        stub = start_stub(workdir)
         services.append(stub)
-        env.update({name: stub.url for name in PROVIDER_VARIABLES})
-        env["LEANGATE_DECISION_LOG"] = str(workdir / "decisions.jsonl")
-        gateway = Service("gateway", ["serve", "--policies", str(Path(args.policies).resolve())], workdir, env, "/health/ready")
+        gateway = start_gateway(workdir, Path(args.policies).resolve(), stub.url)
         services.append(gateway)
         console.print(f"stub provider at {stub.url}, leangate at {gateway.url}")
 
@@ -166,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"decision records: {workdir / 'decisions.jsonl'}" if args.keep else
                       "run with --keep to look at the decision records")
         return 1 if failures else 0
-    except RuntimeError as exc:
+    except ServiceError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 1
     finally:
