@@ -1580,3 +1580,42 @@ def test_reader_signature_packs_reasoning_id():
     )
 
     assert check_and_assemble(out)["content"] == [{"type": "thinking", "thinking": "", "signature": "openai-reasoning:rs_7:blob"}]
+
+
+def test_local_shell_call_pairs_with_output():
+    canonical, _ = responses_request_to_canonical(
+        {
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "list"},
+                {"type": "local_shell_call", "id": "lsh_1", "call_id": "c1", "status": "completed", "action": {"type": "exec", "command": ["ls"]}},
+                {"type": "function_call_output", "call_id": "c1", "output": "a.py"},
+            ],
+        }
+    )
+
+    assert canonical["messages"][1]["content"] == [{"type": "tool_use", "id": "c1", "name": "local_shell", "input": {"type": "exec", "command": ["ls"]}}]
+    assert canonical["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": "c1", "content": "a.py"}]
+
+
+def test_orphan_tool_output_becomes_text():
+    canonical, _ = responses_request_to_canonical(
+        {
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "search"},
+                {"type": "web_search_call", "id": "ws_1", "status": "completed"},
+                {"type": "function_call_output", "call_id": "ws_1", "output": "results"},
+                {"type": "function_call_output", "call_id": "gone", "output": [{"type": "input_image", "image_url": PNG_DATA_URL}]},
+                {"type": "function_call_output", "call_id": "empty", "output": ""},
+            ],
+        }
+    )
+    content = canonical["messages"][0]["content"]
+
+    assert [message["role"] for message in canonical["messages"]] == ["user"]
+    assert content[0] == {"type": "text", "text": "search"}
+    assert content[1] == {"type": "text", "text": "Output of tool call ws_1:\nresults"}
+    assert content[2] == {"type": "text", "text": "Output of tool call gone:"}
+    assert content[3]["type"] == "image"
+    assert content[4] == {"type": "text", "text": "Output of tool call empty: (empty)"}

@@ -36,6 +36,7 @@ class _Conversation:
 
     def finish(self) -> list[dict[str, Any]]:
         _drop_thinking_only_turns(self.messages)
+        _turn_orphan_results_into_text(self.messages)
         # Anthropic wants every tool_result at the start of its user turn.
         for message in self.messages:
             if message["role"] == "user":
@@ -90,6 +91,10 @@ def translate_input(items: Any, instructions: Any) -> tuple[list[dict[str, Any]]
             conversation.add("assistant", [_function_call(item, path)])
         elif kind == "custom_tool_call":
             conversation.add("assistant", [_custom_tool_call(item, path)])
+        elif kind == "local_shell_call" and isinstance(item.get("call_id"), str) and item["call_id"]:
+            # Older Codex models call a built-in shell, and its output comes as a function_call_output.
+            action = item.get("action") if isinstance(item.get("action"), dict) else {}
+            conversation.add("assistant", [{"type": "tool_use", "id": item["call_id"], "name": "local_shell", "input": action}])
         elif kind in ("function_call_output", "custom_tool_call_output"):
             conversation.add("user", [_tool_result(item, path)])
         elif kind == "reasoning":
@@ -101,8 +106,8 @@ def translate_input(items: Any, instructions: Any) -> tuple[list[dict[str, Any]]
                 "is not supported: this gateway stores no items; send the item itself", param=f"{path}.type"
             )
         elif isinstance(kind, str):
-            # Hosted-tool items (web_search_call, local_shell_call, compaction, ...) have no
-            # Anthropic equivalent. They are dropped; the conversation around them stays valid.
+            # Hosted-tool items (web_search_call, compaction, ...) have no Anthropic equivalent.
+            # They are dropped; the conversation around them stays valid.
             logger.debug("dropping Responses input item of type %s at %s", kind, path)
         else:
             raise ProtocolError("missing `type` (and no `role`)", param=path)
@@ -234,8 +239,8 @@ def _tool_result(item: dict[str, Any], path: str) -> dict[str, Any]:
 def _reasoning_block(item: dict[str, Any], path: str) -> dict[str, Any] | None:
     """Carry a reasoning item as an Anthropic thinking block when it has a replayable signature.
 
-    This gateway writes Anthropic thinking signatures into `encrypted_content` (see
-    answer.reasoning_item), so a reasoning item it produced comes back as the original block. A
+    This gateway writes each thinking signature (Anthropic's, or an OpenAI reasoning item packed by
+    openai_reasoning_signature) into `encrypted_content`, so its reasoning items come back whole. A
     reasoning item without `encrypted_content` cannot be replayed to any provider and is dropped.
     """
     encrypted = item.get("encrypted_content")
@@ -277,3 +282,35 @@ def _drop_thinking_only_turns(messages: list[dict[str, Any]]) -> None:
         else:
             kept.append(message)
     messages[:] = kept
+
+
+def _turn_orphan_results_into_text(messages: list[dict[str, Any]]) -> None:
+    """Turn each tool_result without a tool_use in the assistant turn before it into user text.
+
+    Anthropic rejects such a result. It comes from a call item this translation dropped, and its
+    output is kept as text so that the model still receives it.
+    """
+    previous_ids: set[str] = set()
+    for message in messages:
+        if message["role"] == "assistant":
+            previous_ids = {block["id"] for block in message["content"] if block["type"] == "tool_use"}
+            continue
+        content: list[dict[str, Any]] = []
+        for block in message["content"]:
+            if block["type"] == "tool_result" and block["tool_use_id"] not in previous_ids:
+                logger.debug("tool output %s has no matching call; sending it as text", block["tool_use_id"])
+                content.extend(_result_as_text(block))
+            else:
+                content.append(block)
+        message["content"] = content
+        previous_ids = set()
+
+
+def _result_as_text(block: dict[str, Any]) -> list[dict[str, Any]]:
+    header = f"Output of tool call {block['tool_use_id']}:"
+    result = block.get("content")
+    if result is None:
+        return [{"type": "text", "text": f"{header} (empty)"}]
+    if isinstance(result, str):
+        return [{"type": "text", "text": f"{header}\n{result}"}]
+    return [{"type": "text", "text": header}, *result]
