@@ -129,7 +129,7 @@ _SYNONYM_GROUPS = (
     ("get", "find", "obtain", "retrieve", "locate"), ("show", "display", "see", "view"), ("exit", "quit"),
     ("big", "large", "huge"), ("small", "tiny", "little"), ("combine", "merge"), ("run", "execute"),
     ("stop", "terminate", "kill", "halt"), ("change", "modify", "edit", "update"),
-    ("convert", "turn", "transform"), ("loop", "iterate"), ("item", "element", "entry", "entries"),
+    ("convert", "turn", "transform", "parse"), ("loop", "iterate"), ("item", "element", "entry", "entries"),
     ("whitespace", "space", "spaces"), ("explain", "describe", "mean"), ("error", "exception"),
     ("fast", "quick"), ("launch", "start"), ("need", "require"), ("best", "recommended"), ("way", "method"),
 )
@@ -251,7 +251,7 @@ def _content_counts(words: list[str]) -> dict[str, int]:
         if word in _STOPWORDS or word in _DIRECTIONS:
             continue
         stemmed = stem(word)
-        canonical = _DATA_TYPES.get(stemmed) or _SYNONYMS.get(stemmed) or stemmed
+        canonical = _LANGUAGE_ALIASES.get(word) or _DATA_TYPES.get(stemmed) or _SYNONYMS.get(stemmed) or stemmed
         counts[canonical] = counts.get(canonical, 0) + 1
     return counts
 

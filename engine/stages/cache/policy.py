@@ -120,7 +120,7 @@ class CacheSection(_Section):
     enabled: bool = False
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     similarity: float = Field(
-        0.92, gt=0, le=1, description="Least cosine similarity for a semantic hit (unit vectors)."
+        0.90, gt=0, le=1, description="Least cosine similarity for a semantic hit (unit vectors)."
     )
     class_similarity: dict[str, float] = Field(
         default_factory=dict, description="Request class -> threshold that replaces `similarity`."
