@@ -211,11 +211,11 @@ def claude_code_request(tool_result_text: str, tool_name: str) -> dict[str, Any]
 
 
 def plain_request() -> dict[str, Any]:
-    """About 60 KB: a Claude Code request with eight Read results of numbered source lines (not JSON)."""
+    """About 64 KB: a Claude Code request with three Read results of numbered source lines (not JSON)."""
     body = claude_code_request("placeholder", "Read")
     source = "\n".join(f"{number:>6}\t{line}" for number, line in enumerate(_CONTEXT_LINES * 4, start=1))
     messages = body["messages"][:1]
-    for turn in range(8):
+    for turn in range(3):
         tool_id = f"toolu_read_{turn}"
         messages.append(
             {
@@ -262,6 +262,15 @@ def run_stage(body: dict[str, Any], policy: Any, runs: int) -> tuple[list[dict],
     return decisions, result, statistics.median(cold), statistics.median(warm)
 
 
+def describe_action(decisions: list[dict]) -> str:
+    if not decisions:
+        return "none"
+    decision = decisions[0]
+    if decision["applied"]:
+        return decision["action"]
+    return f"kept ({decision['action']} not smaller)"
+
+
 def measure(runs: int) -> list[dict[str, Any]]:
     policies = load_policies()
     cases = [
@@ -287,7 +296,7 @@ def measure(runs: int) -> list[dict[str, Any]]:
                         "original": layout,
                         "bytes": len(text.encode()),
                         "policy": policy_name,
-                        "action": decisions[0]["action"] if decisions else "none",
+                        "action": describe_action(decisions),
                         "tokens_before": before,
                         "tokens_after": after,
                         "saved": 1 - after / before,
@@ -305,7 +314,7 @@ def measure(runs: int) -> list[dict[str, Any]]:
                 "original": "-",
                 "bytes": size,
                 "policy": policy_name,
-                "action": "none" if not decisions else decisions[0]["action"],
+                "action": describe_action(decisions),
                 "tokens_before": None,
                 "tokens_after": None,
                 "saved": None,

@@ -115,8 +115,11 @@ def test_slots_of_tool_result_list_content() -> None:
     slots = [slot for node in find_nodes(compiled, compile_steps(compiled), body) for slot in slots_for(node)]
     assert len(slots) == 2
     first, second = slots
-    assert first.key == "content" and first.parent is body["messages"][2]["content"] and first.index == 0
-    assert second.key == "text" and second.parent is body["messages"][2]["content"][1]["content"]
+    assert first.key == "content"
+    assert first.parent is body["messages"][2]["content"]
+    assert first.index == 0
+    assert second.key == "text"
+    assert second.parent is body["messages"][2]["content"][1]["content"]
     assert second.tool_result is body["messages"][2]["content"][1]
 
 

@@ -404,3 +404,19 @@ def test_lone_surrogate_output_never_produced() -> None:
     body = grep_body(text)
     run(body, default_policy())
     orjson.dumps(body)  # raises if any string cannot be sent as UTF-8
+
+
+def test_failing_filter_skips_target(caplog: pytest.LogCaptureFixture) -> None:
+    text = json.dumps(records(), indent=2)
+    body = grep_body(text)
+    # The regular expression is only compiled when the filter runs, so it fails per request.
+    policy = TargetsOnly(
+        [
+            {"name": "bad-regex", "path": "$.messages[*].content[?(@.type =~ '(')]", "actions": ["toon"]},
+            {"name": "fine", "path": TOOL_RESULTS, "actions": ["toon"]},
+        ]
+    )
+    with caplog.at_level("ERROR", logger="engine.stages.compress.stage"):
+        decisions = run(body, policy)
+    assert [decision["target"] for decision in decisions] == ["fine"]
+    assert "compression target bad-regex skipped" in caplog.text

@@ -1,8 +1,9 @@
 """Lossy actions on parsed tool results (records) and on plain text, each with its omission marker.
 
-Every function here changes its input only where data is left out, and returns the markers to add
-to the text, so the model can see what was omitted and by which policy target. The JSON functions
-mutate the parsed value in place: the stage parses a fresh copy for each block.
+Each action leaves a marker naming what was omitted and the policy target that omitted it, so the
+model can see that data is missing. The record functions mutate the parsed value in place (the stage
+parses a fresh copy for each block) and return the markers to append. The text functions return the
+new text with the markers already placed where text was cut out.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def compile_jsonpath(expression: str) -> Any:
         raise ValueError("must be a JSONPath expression such as \"$.messages[*].content[*]\", got an empty string")
     try:
         return parse_jsonpath(expression)
-    # jsonpath-ng raises plain Exception subclasses and, for some inputs, errors from its lexer.
+    # The last three are defensive: they guard against errors from inside the parser on odd input.
     except (JsonPathParserError, JsonPathLexerError, ValueError, TypeError, AttributeError) as error:
         raise ValueError(f"invalid JSONPath {expression!r}: {error}") from None
 
@@ -219,7 +219,7 @@ Action = Annotated[
 
 @dataclass(frozen=True, slots=True)
 class TargetPlan:
-    """What the stage reads of a target on every request, as plain attributes.
+    """The parts of a target that the stage reads on every request, as plain attributes.
 
     Reading pydantic private attributes goes through `__getattr__`, which costs more than the rest of
     the per-block checks on a request whose tool results are not JSON.

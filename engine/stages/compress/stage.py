@@ -9,6 +9,7 @@ targets skip it. Blocks that no target changes stay the same objects.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -20,6 +21,8 @@ from engine.stages.compress.locate import Slot, find_nodes, slots_for
 from engine.stages.compress.policy import CompressionTarget, TargetPlan
 from engine.stages.compress.transform import Outcome, compress_text
 from engine.tokens import count_text
+
+log = logging.getLogger(__name__)
 
 _TOOL_CALL_TYPES = ("tool_use", "server_tool_use", "mcp_tool_use")
 _JSON_START = re.compile(r"\s*[\[{]")
@@ -86,8 +89,7 @@ def compress(ctx: RequestContext, policy: Policy) -> list[dict]:
         plan = target.plan
         slots = slots_by_path.get(plan.path)
         if slots is None:
-            nodes = find_nodes(plan.compiled_path, plan.fast_steps, body)
-            slots = [slot for node in nodes for slot in slots_for(node)]
+            slots = _find_slots(plan, body, ctx.request_id)
             slots_by_path[plan.path] = slots
         if not slots:
             continue
@@ -108,6 +110,31 @@ def compress(ctx: RequestContext, policy: Policy) -> list[dict]:
                 # A later target with another path would find the copy, so it counts as handled too.
                 handled.add(id(_replace(slot, outcome.text)))
     return decisions
+
+
+def _find_slots(plan: TargetPlan, body: dict[str, Any], request_id: str) -> list[Slot]:
+    try:
+        nodes = find_nodes(plan.compiled_path, plan.fast_steps, body)
+    # jsonpath-ng evaluates filters at request time, so a filter such as `@.name =~ '('` (an
+    # invalid regular expression) passes the load-time parse and fails here.
+    except (re.error, TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as error:
+        _log_evaluation_error(plan, request_id, error)
+        return []
+    return [slot for node in nodes for slot in slots_for(node)]
+
+
+_evaluation_errors: dict[str, int] = {}
+
+
+def _log_evaluation_error(plan: TargetPlan, request_id: str, error: Exception) -> None:
+    """Log the first failure of a target's path, then every 1000th, with the running count."""
+    count = _evaluation_errors.get(plan.fingerprint, 0) + 1
+    _evaluation_errors[plan.fingerprint] = count
+    if count == 1 or count % 1000 == 0:
+        log.error(
+            "compression target %s skipped: evaluating path %r failed: %s: %s (request %s, %d failures so far)",
+            plan.name, plan.path, type(error).__name__, error, request_id, count,
+        )
 
 
 def _tool_name(slot: Slot, tool_names: dict[str, str] | None) -> str | None:
