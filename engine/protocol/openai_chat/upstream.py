@@ -98,13 +98,14 @@ def _user_message(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _tool_result_messages(block: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Translate a tool_result block into a `tool` message plus image parts for a later user message.
+    """Translate a tool_result block into a `tool` message plus media parts for a later user message.
 
-    Chat Completions tool messages carry text only, so images in a result move to the user message
-    that follows the tool messages. Chat has no error flag, so `is_error` becomes an `Error:` prefix.
+    Chat Completions tool messages carry text only, so images and documents in a result move to the
+    user message that follows the tool messages. Chat has no error flag, so `is_error` becomes an
+    `Error:` prefix.
     """
     content = block.get("content")
-    images: list[dict[str, Any]] = []
+    media: list[dict[str, Any]] = []
     if isinstance(content, list):
         texts = []
         for item in content:
@@ -115,7 +116,7 @@ def _tool_result_messages(block: dict[str, Any]) -> tuple[dict[str, Any], list[d
             elif item.get("type") in ("image", "document"):
                 part = _image_part(item) if item.get("type") == "image" else _document_part(item)
                 if part is not None:
-                    images.append(part)
+                    media.append(part)
         text = "\n".join(texts)
     elif isinstance(content, str):
         text = content
@@ -125,7 +126,7 @@ def _tool_result_messages(block: dict[str, Any]) -> tuple[dict[str, Any], list[d
     if block.get("is_error"):
         text = f"Error: {text}" if text else "Error"
     message = {"role": "tool", "tool_call_id": str(block.get("tool_use_id", "")), "content": text}
-    return message, images
+    return message, media
 
 
 def _translate_user_turn(content: Any) -> list[dict[str, Any]]:
@@ -135,19 +136,19 @@ def _translate_user_turn(content: Any) -> list[dict[str, Any]]:
         return []
 
     messages: list[dict[str, Any]] = []
-    moved_images: list[dict[str, Any]] = []
+    moved_media: list[dict[str, Any]] = []
     others: list[Any] = []
     for block in content:
         if isinstance(block, dict) and block.get("type") == "tool_result":
-            tool_message, images = _tool_result_messages(block)
+            tool_message, media = _tool_result_messages(block)
             messages.append(tool_message)
-            moved_images.extend(images)
+            moved_media.extend(media)
         else:
             others.append(block)
 
     # Tool messages must directly follow the assistant's tool calls, so the rest of the turn
-    # (images moved out of results first, then the user's own blocks) comes after all of them.
-    user = _user_message(moved_images + _user_parts(others))
+    # (media moved out of results first, then the user's own blocks) comes after all of them.
+    user = _user_message(moved_media + _user_parts(others))
     if user is not None:
         messages.append(user)
     return messages
@@ -288,10 +289,6 @@ def canonical_to_chat_request(
         request["stream"] = True
         request["stream_options"] = {"include_usage": True}
     return request
-
-
-
-
 
 
 def chat_response_to_message(resp: dict[str, Any], model: str) -> dict[str, Any]:

@@ -73,7 +73,6 @@ class ChatStreamReader:
         self._calls: list[_ToolCall] = []
         self._finish_reason: str | None = None
         self._usage: dict[str, Any] | None = None
-        self.message_id = ""
 
     # -- public API -----------------------------------------------------------------------
 
@@ -149,11 +148,10 @@ class ChatStreamReader:
     # -- deltas ---------------------------------------------------------------------------
 
     def _message_start(self, upstream_id: Any) -> dict[str, Any]:
-        self.message_id = message_id(upstream_id)
         return {
             "type": "message_start",
             "message": {
-                "id": self.message_id,
+                "id": message_id(upstream_id),
                 "type": "message",
                 "role": "assistant",
                 "model": self.model,
