@@ -94,6 +94,21 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
 
 def json_equal(left: Any, right: Any) -> bool:
     """Compare two JSON values by the rules in the module docstring."""
+    # Equal compact JSON texts mean equal values (json.dumps keeps key order and writes true, not 1),
+    # and serialising in C is several times faster than the walk below on large values.
+    try:
+        if _compact(left) == _compact(right):
+            return True
+    except (TypeError, ValueError, RecursionError):
+        pass
+    return _strict_equal(left, right)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _strict_equal(left: Any, right: Any) -> bool:
     if left is None or right is None:
         return left is None and right is None
     if isinstance(left, bool) or isinstance(right, bool):
@@ -109,11 +124,11 @@ def json_equal(left: Any, right: Any) -> bool:
     if isinstance(left, str) or isinstance(right, str):
         return isinstance(left, str) and isinstance(right, str) and left == right
     if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(json_equal(a, b) for a, b in zip(left, right))
+        return len(left) == len(right) and all(_strict_equal(a, b) for a, b in zip(left, right))
     if isinstance(left, dict) and isinstance(right, dict):
         if list(left) != list(right):
             return False
-        return all(json_equal(left[key], right[key]) for key in left)
+        return all(_strict_equal(left[key], right[key]) for key in left)
     return False
 
 
