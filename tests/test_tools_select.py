@@ -129,6 +129,18 @@ def test_default_class(policy, tools, headers, text, expected_class, kept, remov
         assert name not in forwarded, f"{name} was kept"
 
 
+def test_ok_counts_as_conversational_only_first(policy):
+    ctx = make_ctx([user("ok")], tools=list(CLAUDE_CODE))
+    assert select_tools(ctx, policy, ToolSessions())["class"] == "conversational"
+
+    approval = [user("Refactor compute_total; show me the plan first"),
+                {"role": "assistant", "content": [{"type": "text", "text": "1. Extract subtotal. Go ahead?"}]},
+                user("ok")]
+    ctx = make_ctx(approval, tools=list(CLAUDE_CODE))
+    assert select_tools(ctx, policy, ToolSessions())["class"] == "default"
+    assert names(ctx.body["tools"]) == names(CLAUDE_CODE)
+
+
 def test_read_only_classes_halve_tool_tokens(policy):
     for text in ("Explain what the settings module loads", "Where is parse_config defined?"):
         ctx = make_ctx([user(text)], tools=list(CLAUDE_CODE), headers=CLAUDE_UA)
