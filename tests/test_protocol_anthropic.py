@@ -572,3 +572,13 @@ def test_drop_unsigned_thinking_disables_thinking_for_tool_turn():
     assert "thinking" not in result
     assert result["messages"][1]["content"] == [{"type": "tool_use", "id": "t", "name": "R", "input": {}}]
     assert body["thinking"] == {"type": "adaptive"}
+
+
+def test_validate_error_message_stays_short():
+    body = minimal(tools=[{"name": "Read", "input_schema": {}}], tool_choice={"type": "tool", "name": "W" * 100_000})
+
+    with pytest.raises(ProtocolError) as caught:
+        validate_messages_request(body)
+
+    assert caught.value.param == "tool_choice.name"
+    assert len(caught.value.message) < 200

@@ -1463,3 +1463,13 @@ def test_stream_whole_arguments_repeated_at_end():
     message = check_and_assemble(run_reader(chunks))
 
     assert message["content"] == [{"type": "tool_use", "id": "c1", "name": "Read", "input": {"file_path": "/a"}}]
+
+
+def test_from_client_error_message_stays_short():
+    body = {"model": "m", "messages": [{"role": "x" * 100_000, "content": "hi"}]}
+
+    with pytest.raises(ProtocolError) as caught:
+        chat_request_to_canonical(body)
+
+    assert caught.value.param == "messages.0.role"
+    assert len(caught.value.message) < 200

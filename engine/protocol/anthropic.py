@@ -353,6 +353,12 @@ class MessagesRequest(CountTokensRequest):
 # ---------------------------------------------------------------------------------------------
 
 
+def _preview(value: Any) -> str:
+    """Show a rejected value in an error message, cut short so a huge value cannot flood the message."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _key_path(location: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in location if not (isinstance(part, str) and part.startswith(_TAG)))
 
@@ -409,7 +415,7 @@ def _check_structure(body: dict[str, Any]) -> None:
     if isinstance(tool_choice, dict) and tool_choice.get("type") == "tool":
         names = {tool.get("name") for tool in body.get("tools") or []}
         if tool_choice.get("name") not in names:
-            raise ProtocolError(f"names tool {tool_choice.get('name')!r}, which is not in tools", param="tool_choice.name")
+            raise ProtocolError(f"names tool {_preview(tool_choice.get('name'))}, which is not in tools", param="tool_choice.name")
 
 
 def _check_tool_results(messages: list[dict[str, Any]]) -> None:
@@ -435,7 +441,7 @@ def _check_tool_results(messages: list[dict[str, Any]]) -> None:
                 tool_use_id = block["tool_use_id"]
                 if tool_use_id not in pending:
                     raise ProtocolError(
-                        f"tool_result for {tool_use_id!r} has no matching tool_use in the previous assistant message",
+                        f"tool_result for {_preview(tool_use_id)} has no matching tool_use in the previous assistant message",
                         param=f"messages.{position}.content.{number}.tool_use_id",
                     )
                 if not leading:
@@ -449,7 +455,7 @@ def _check_tool_results(messages: list[dict[str, Any]]) -> None:
         if pending:
             tool_use_id, (position, number) = next(iter(pending.items()))
             raise ProtocolError(
-                f"tool_use {tool_use_id!r} has no tool_result at the start of the next user message",
+                f"tool_use {_preview(tool_use_id)} has no tool_result at the start of the next user message",
                 param=f"messages.{position}.content.{number}.id",
             )
     # Calls left in `pending` belong to the final assistant message, which the model continues.

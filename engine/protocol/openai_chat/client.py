@@ -33,6 +33,12 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _preview(value: Any) -> str:
+    """Show a rejected value in an error message, cut short so a huge value cannot flood the message."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _expect(value: Any, kind: type, param: str, description: str) -> Any:
     if not isinstance(value, kind):
         raise ProtocolError(f"must be {description}, got {_type_name(value)}", param=param)
@@ -44,7 +50,7 @@ def _optional_int(body: dict[str, Any], key: str, minimum: int) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ProtocolError(f"must be an integer >= {minimum}, got {value!r}", param=key)
+        raise ProtocolError(f"must be an integer >= {minimum}, got {_preview(value)}", param=key)
     return value
 
 
@@ -53,7 +59,7 @@ def _optional_number(body: dict[str, Any], key: str, low: float, high: float) ->
     if value is None:
         return None
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
-        raise ProtocolError(f"must be a number between {low} and {high}, got {value!r}", param=key)
+        raise ProtocolError(f"must be a number between {low} and {high}, got {_preview(value)}", param=key)
     return value
 
 
@@ -68,7 +74,7 @@ def _image_block(url: Any, param: str) -> dict[str, Any]:
             raise ProtocolError("invalid data URL: expected data:<media type>;base64,<data>", param=param)
         if media_type not in _IMAGE_MEDIA_TYPES:
             raise ProtocolError(
-                f"unsupported image media type {media_type!r}; use one of {', '.join(_IMAGE_MEDIA_TYPES)}", param=param
+                f"unsupported image media type {_preview(media_type)}; use one of {', '.join(_IMAGE_MEDIA_TYPES)}", param=param
             )
         return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
     if url.startswith(("https://", "http://")):
@@ -105,7 +111,7 @@ def _content_blocks(content: Any, param: str, allowed: tuple[str, ...]) -> list[
         _expect(part, dict, part_param, "an object")
         kind = part.get("type")
         if kind not in allowed:
-            raise ProtocolError(f"unsupported content part type {kind!r}; expected one of {', '.join(allowed)}", param=f"{part_param}.type")
+            raise ProtocolError(f"unsupported content part type {_preview(kind)}; expected one of {', '.join(allowed)}", param=f"{part_param}.type")
         if kind in ("text", "refusal"):
             text = _expect(part.get(kind), str, f"{part_param}.{kind}", "a string")
             if text:
@@ -126,7 +132,7 @@ def _tool_use_blocks(calls: Any, param: str) -> list[dict[str, Any]]:
         call_param = f"{param}.{position}"
         _expect(call, dict, call_param, "an object")
         if call.get("type", "function") != "function":
-            raise ProtocolError(f"unsupported tool call type {call.get('type')!r}; only function is supported", param=f"{call_param}.type")
+            raise ProtocolError(f"unsupported tool call type {_preview(call.get('type'))}; only function is supported", param=f"{call_param}.type")
         call_id = call.get("id")
         if not isinstance(call_id, str) or not call_id:
             raise ProtocolError("must be a non-empty string", param=f"{call_param}.id")
@@ -188,10 +194,10 @@ class _ToolCallTracker:
 
     def on_tool(self, call_id: str, param: str) -> None:
         if call_id in self.answered:
-            raise ProtocolError(f"tool call {call_id!r} has more than one tool message", param=param)
+            raise ProtocolError(f"tool call {_preview(call_id)} has more than one tool message", param=param)
         if call_id not in self.pending:
             raise ProtocolError(
-                f"{call_id!r} does not match a tool call of the preceding assistant message", param=param
+                f"{_preview(call_id)} does not match a tool call of the preceding assistant message", param=param
             )
         del self.pending[call_id]
         self.answered.add(call_id)
@@ -241,7 +247,7 @@ def _translate_chat_messages(messages: Any) -> tuple[list[dict[str, Any]], list[
             raise ProtocolError("legacy function messages are not supported; send tool_calls and tool messages", param=f"{param}.role")
         else:
             raise ProtocolError(
-                f"unknown role {role!r}; expected system, developer, user, assistant or tool", param=f"{param}.role"
+                f"unknown role {_preview(role)}; expected system, developer, user, assistant or tool", param=f"{param}.role"
             )
 
     # Unanswered calls are fine only on the last message: the client asks the model to continue it.
@@ -274,7 +280,7 @@ def _translate_chat_tools(tools: Any) -> list[dict[str, Any]]:
         param = f"tools.{position}"
         _expect(tool, dict, param, "an object")
         if tool.get("type", "function") != "function":
-            raise ProtocolError(f"unsupported tool type {tool.get('type')!r}; only function tools are supported", param=f"{param}.type")
+            raise ProtocolError(f"unsupported tool type {_preview(tool.get('type'))}; only function tools are supported", param=f"{param}.type")
         # Cursor sometimes sends the flat Responses form: name and parameters beside `type`.
         function = tool.get("function", tool)
         function_param = f"{param}.function" if "function" in tool else param
@@ -310,7 +316,7 @@ def _translate_chat_tool_choice(choice: Any, names: set[str]) -> dict[str, Any] 
         function = choice.get("function")
         name = function.get("name") if isinstance(function, dict) else None
         if not isinstance(name, str) or name not in names:
-            raise ProtocolError(f"names tool {name!r}, which is not in tools", param="tool_choice.function.name")
+            raise ProtocolError(f"names tool {_preview(name)}, which is not in tools", param="tool_choice.function.name")
         return {"type": "tool", "name": name}
     raise ProtocolError(
         'must be "none", "auto", "required" or {"type": "function", "function": {"name": ...}}', param="tool_choice"
