@@ -246,3 +246,9 @@ def test_stream_length_stop_reason():
     message = check_and_assemble(run_reader([line("abc"), final_line("length")]))
 
     assert message["stop_reason"] == "max_tokens"
+
+
+def test_to_ollama_send_think_false():
+    request = canonical_to_ollama_request(tool_conversation(), "m", num_ctx=None, stream=False, send_think=False)
+
+    assert "think" not in request

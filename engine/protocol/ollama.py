@@ -188,13 +188,17 @@ def _think(thinking: Any) -> bool | None:
     return None
 
 
-def canonical_to_ollama_request(body: dict[str, Any], model: str, *, num_ctx: int | None, stream: bool) -> dict[str, Any]:
+def canonical_to_ollama_request(
+    body: dict[str, Any], model: str, *, num_ctx: int | None, stream: bool, send_think: bool = True
+) -> dict[str, Any]:
     """Translate a canonical request into an Ollama `/api/chat` request.
 
     `num_ctx` sets the context window; without it Ollama uses its default (4096 tokens unless the
     server is configured otherwise) and silently cuts longer prompts. `stream` is always sent,
     because Ollama streams when it is absent. A `tool_choice` of `none` sends no tools. Ollama has
-    no way to force a tool, so `any` and `tool` choices are dropped.
+    no way to force a tool, so `any` and `tool` choices are dropped. `think` follows the request's
+    `thinking` config unless `send_think` is false, for models that reject `think` (Claude Code
+    asks for thinking on most requests).
     """
     tool_names: dict[str, str] = {}
     for turn in body.get("messages") or []:
@@ -224,7 +228,7 @@ def canonical_to_ollama_request(body: dict[str, Any], model: str, *, num_ctx: in
         request["tools"] = tools
         if tool_choice.get("type") in ("any", "tool"):
             logger.debug("dropped tool_choice %r: Ollama cannot force a tool call", tool_choice.get("type"))
-    think = _think(body.get("thinking"))
+    think = _think(body.get("thinking")) if send_think else None
     if think is not None:
         request["think"] = think
 
