@@ -1619,3 +1619,26 @@ def test_orphan_tool_output_becomes_text():
     assert content[2] == {"type": "text", "text": "Output of tool call gone:"}
     assert content[3]["type"] == "image"
     assert content[4] == {"type": "text", "text": "Output of tool call empty: (empty)"}
+
+
+def test_canonical_passes_messages_validation():
+    from engine.protocol.anthropic import validate_messages_request
+
+    bodies = [
+        codex_request(),
+        codex_request(tool_choice="required", temperature=0.3, user="u-1", max_output_tokens=4000),
+        {
+            "model": "m",
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "x"}, {"type": "input_image", "image_url": PNG_DATA_URL}]},
+                {"type": "function_call", "call_id": "c", "name": "n", "arguments": "{bad"},
+                {"type": "function_call_output", "call_id": "c", "output": [{"type": "input_image", "image_url": "https://example.com/x.png"}]},
+                {"type": "reasoning", "encrypted_content": REDACTED_THINKING_PREFIX + "xx"},
+                {"role": "assistant", "content": "ok"},
+            ],
+        },
+    ]
+    for body in bodies:
+        canonical, _ = responses_request_to_canonical(body)
+
+        assert validate_messages_request(copy.deepcopy(canonical)) == canonical

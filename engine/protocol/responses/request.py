@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from engine.protocol.errors import ProtocolError
 from engine.protocol.responses._common import DEFAULT_MAX_TOKENS
 from engine.protocol.responses.input_items import translate_input
 from engine.protocol.responses.tools import check_tool_choice_shape, translate_tool_choice, translate_tools
+
+logger = logging.getLogger(__name__)
 
 # Top-level fields the translation reads. Anything else is dropped and listed in
 # side["dropped_fields"], so the caller can log it.
@@ -48,6 +51,8 @@ def responses_request_to_canonical(body: object) -> tuple[dict[str, Any], dict[s
     tools, custom_tools, dropped_tools = translate_tools(body.get("tools"))
     side["custom_tools"] = custom_tools
     side["dropped_tools"] = dropped_tools
+    if side["dropped_fields"] or dropped_tools:
+        logger.debug("dropped Responses fields %s and hosted tools %s", side["dropped_fields"], dropped_tools)
 
     canonical: dict[str, Any] = {"model": model, "max_tokens": _max_tokens(body)}
     if system:
