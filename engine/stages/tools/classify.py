@@ -8,8 +8,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from engine.stages.tools.policy import ClassRule
 
-# Claude Code adds these blocks to user messages and tool results itself; its system prompt (1.0.123)
-# tells the model they bear no direct relation to the message around them. They are not what the user
+# Claude Code adds these blocks to user messages and tool results itself. Its system prompt (1.0.123)
+# states that they bear no direct relation to the message around them. They are not what the user
 # asked, so they are removed before any rule looks at the text.
 _SYSTEM_REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.DOTALL)
 
