@@ -1473,3 +1473,21 @@ def test_from_client_error_message_stays_short():
 
     assert caught.value.param == "messages.0.role"
     assert len(caught.value.message) < 200
+
+
+@pytest.mark.parametrize("tool_file", ["cursor_agent_v1.0.json", "cline_like.json", "claude_code_16tools.json"])
+def test_real_tool_sets_round_trip(tool_file):
+    anthropic_tools = json.loads((DATA / tool_file).read_text())
+    chat_tools = [
+        {"type": "function", "function": {"name": tool["name"], "description": tool["description"], "parameters": tool["input_schema"]}}
+        for tool in anthropic_tools
+    ]
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "tools": chat_tools, "tool_choice": "auto"}
+
+    canonical, _ = chat_request_to_canonical(body)
+    again = canonical_to_chat_request(canonical, "gpt-4o", max_output_tokens=None)
+
+    assert [tool["name"] for tool in canonical["tools"]] == [tool["name"] for tool in anthropic_tools]
+    assert [tool["input_schema"] for tool in canonical["tools"]] == [tool["input_schema"] for tool in anthropic_tools]
+    assert again["tools"] == chat_tools
+    assert again["tool_choice"] == "auto"
