@@ -279,6 +279,15 @@ def test_cached_outcome_repeats_decision() -> None:
     assert run(copy.deepcopy(body), default_policy())[0]["target"] == "search-results"
 
 
+def test_cached_rejections_are_copied() -> None:
+    original = [{"a": {"b": {"c": [i, {"d": i}]}}} for i in range(60)]
+    body = grep_body(json.dumps(original, separators=(",", ":")))
+    first = run(copy.deepcopy(body), default_policy())
+    first[0]["rejected"][0]["reason"] = "changed by a caller"
+    second = run(copy.deepcopy(body), default_policy())
+    assert second[0]["rejected"][0]["reason"].startswith("not fewer tokens")
+
+
 # Verification ----------------------------------------------------------------------------------
 
 

@@ -105,11 +105,19 @@ def compress(ctx: RequestContext, policy: Policy) -> list[dict]:
             if outcome is None:
                 continue
             handled.add(id(slot.holder))
-            decisions.append(dict(outcome.decision))
+            decisions.append(_copy_decision(outcome.decision))
             if outcome.text is not None:
                 # A later target with another path would find the copy, so it counts as handled too.
                 handled.add(id(_replace(slot, outcome.text)))
     return decisions
+
+
+def _copy_decision(decision: dict[str, Any]) -> dict[str, Any]:
+    """Copy a cached decision, so that callers may change theirs without changing the cache."""
+    copied = dict(decision)
+    if "rejected" in copied:
+        copied["rejected"] = [dict(reason) for reason in copied["rejected"]]
+    return copied
 
 
 def _find_slots(plan: TargetPlan, body: dict[str, Any], request_id: str) -> list[Slot]:
