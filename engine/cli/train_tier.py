@@ -81,7 +81,11 @@ def _train(args: argparse.Namespace) -> int:
     try:
         policy = load_policy_set(args.policy).base
     except PolicyError as error:
-        print(f"error: the policy in {args.policy} is invalid, fix it first (its markers are needed):\n{error}", file=sys.stderr)
+        print(
+            f"error: cannot load the policy folder {args.policy} (training needs its markers, tiers and embedder; "
+            f"choose another folder with --policy):\n{error}",
+            file=sys.stderr,
+        )
         return 1
 
     rows, mode, sources = _collect_rows(args, policy, console)
@@ -89,10 +93,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _check_arguments(args: argparse.Namespace) -> str | None:
-    if not args.logs and not args.prompts:
-        return "give --logs FILE... (with --labels or outcomes in the logs) or --prompts FILE"
     if args.labels and not args.logs:
         return "--labels needs --logs: labels are joined with decision logs by request_id"
+    if not args.logs and not args.prompts:
+        return "give --logs FILE... (with --labels or outcomes in the logs) or --prompts FILE"
     if not 0 < args.target_recall <= 1:
         return f"--target-recall must be in (0, 1], got {args.target_recall}"
     if args.folds < 2:
