@@ -196,7 +196,7 @@ class StubUpstream:
             raise web.HTTPServiceUnavailable()
         if fault.status is None:
             return None
-        logger.debug("%s %s answered with %d by fault %r", request_id, request.path, fault.status, fault.text)
+        logger.debug("%s %s failed with %d by fault %r", request_id, request.path, fault.status, fault.text)
         message = f"Injected by the stub upstream (fault {fault.text!r})."
         if fault.status == 429:
             message = f"Rate limit reached; try again later. {message}"
