@@ -364,9 +364,8 @@ def _key_path(location: tuple[Any, ...]) -> str:
 
 
 def _first_error(error: ValidationError) -> ProtocolError:
-    """Pick the most specific pydantic error and turn it into a ProtocolError with a key path."""
-    details = error.errors(include_url=False, include_context=False, include_input=False)
-    detail = max(details, key=lambda item: len(item["loc"]))
+    """Turn the first pydantic error into a ProtocolError with a key path."""
+    detail = error.errors(include_url=False, include_context=False, include_input=False)[0]
     message = detail["msg"]
     if detail["type"] == "missing":
         message = "is required"
