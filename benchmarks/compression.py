@@ -228,6 +228,36 @@ def plain_request() -> dict[str, Any]:
     return body
 
 
+def long_session_request(turns: int = 100) -> dict[str, Any]:
+    """About 460 KB: the plain request plus `turns` tool rounds; every third is a JSON Grep result."""
+    body = plain_request()
+    source = tool_result_text(body)
+    grep_result = json.dumps(grep_matches()[:20], indent=2)
+    messages = body["messages"]
+    for turn in range(turns):
+        tool_id = f"toolu_turn_{turn}"
+        tool = "Grep" if turn % 3 == 0 else "Read"
+        messages.append(
+            {
+                "role": "assistant",
+                "content": [{"type": "text", "text": "Checking."}, {"type": "tool_use", "id": tool_id, "name": tool, "input": {"turn": turn}}],
+            }
+        )
+        content = grep_result if tool == "Grep" else source
+        messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_id, "content": content}]})
+    return body
+
+
+def all_tool_result_tokens(body: dict[str, Any]) -> int:
+    total = 0
+    for message in body["messages"]:
+        if isinstance(message["content"], list):
+            for block in message["content"]:
+                if block.get("type") == "tool_result":
+                    total += count_text(block["content"])
+    return total
+
+
 class _TargetsOnly:
     """The part of a Policy that the stage reads, for the preset file (which is a bare list)."""
 
@@ -304,24 +334,29 @@ def measure(runs: int) -> list[dict[str, Any]]:
                         "warm_ms": warm_ms,
                     }
                 )
-    body = plain_request()
-    for policy_name, policy in policies.items():
-        decisions, _result, cold_ms, warm_ms = run_stage(body, policy, runs)
-        size = len(json.dumps(body).encode())
-        rows.append(
-            {
-                "case": "Claude Code request, no JSON results",
-                "original": "-",
-                "bytes": size,
-                "policy": policy_name,
-                "action": describe_action(decisions),
-                "tokens_before": None,
-                "tokens_after": None,
-                "saved": None,
-                "cold_ms": cold_ms,
-                "warm_ms": warm_ms,
-            }
-        )
+    for case, body in (
+        ("Claude Code request, no JSON results", plain_request()),
+        ("Claude Code session, 207 messages, 34 JSON results", long_session_request()),
+    ):
+        before = all_tool_result_tokens(body)
+        for policy_name, policy in policies.items():
+            decisions, result, cold_ms, warm_ms = run_stage(body, policy, runs)
+            after = all_tool_result_tokens(result)
+            applied = sum(1 for decision in decisions if decision["applied"])
+            rows.append(
+                {
+                    "case": case,
+                    "original": "pretty" if decisions else "-",
+                    "bytes": len(json.dumps(body).encode()),
+                    "policy": policy_name,
+                    "action": f"{applied} blocks changed" if decisions else "none",
+                    "tokens_before": before,
+                    "tokens_after": after,
+                    "saved": 1 - after / before,
+                    "cold_ms": cold_ms,
+                    "warm_ms": warm_ms,
+                }
+            )
     return rows
 
 
