@@ -184,7 +184,7 @@ class StubUpstream:
         return response
 
     async def _before_first_byte(self, request: web.Request, protocol: Protocol, fault: Fault, request_id: str) -> web.Response | None:
-        """Wait out latency and slow_first_byte, then apply reset or status; None means go on."""
+        """Wait out latency and slow_first_byte, then apply reset or status. Return None to go on."""
         delay_ms = self.config.latency_ms + fault.slow_first_byte_ms
         if delay_ms:
             await asyncio.sleep(delay_ms / 1000)
@@ -257,7 +257,7 @@ class StubUpstream:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind a listening TCP socket; port 0 lets the kernel pick a free port."""
+    """Bind a listening TCP socket. Port 0 lets the kernel pick a free port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
