@@ -197,8 +197,8 @@ def canonical_to_ollama_request(
     server is configured otherwise) and silently cuts longer prompts. `stream` is always sent,
     because Ollama streams when it is absent. A `tool_choice` of `none` sends no tools. Ollama has
     no way to force a tool, so `any` and `tool` choices are dropped. `think` follows the request's
-    `thinking` config unless `send_think` is false, for models that reject `think` (Claude Code
-    asks for thinking on most requests).
+    `thinking` config unless `send_think` is false. Set it false for models that reject `think`,
+    because Claude Code requests thinking on most turns.
     """
     tool_names: dict[str, str] = {}
     for turn in body.get("messages") or []:
