@@ -1113,6 +1113,8 @@ def test_upstream_request_shape():
     assert request["store"] is False
     assert request["stream"] is True
     assert request["max_output_tokens"] == 16000
+    assert canonical_to_responses_request(anthropic_request(), "gpt-5", max_output_tokens=64000)["max_output_tokens"] == 32000
+    assert canonical_to_responses_request(anthropic_request(), "gpt-5", max_output_tokens=None)["max_output_tokens"] == 32000
     assert request["reasoning"] == {"effort": "medium"}
     assert request["include"] == ["reasoning.encrypted_content"]
     assert request["tool_choice"] == "auto"

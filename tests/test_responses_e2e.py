@@ -341,3 +341,26 @@ def recorded_request(stub: Process, marker: str) -> str:
         if marker in text:
             return text
     raise AssertionError(f"the stub recorded no request containing {marker!r}")
+
+
+def test_reasoning_effort_request(client, team, responses_stub):
+    marker = f"plan-{uuid.uuid4().hex[:12]}"
+    response = client.responses.create(
+        model="gpt-5-codex",
+        instructions="You are Codex.",
+        input=[user(f"Plan the refactor {marker}")],
+        reasoning={"effort": "low", "summary": "auto"},
+        include=["reasoning.encrypted_content"],
+        store=False,
+    )
+    forwarded = json.loads(recorded_request(responses_stub, marker))
+
+    assert response.status == "completed"
+    assert response.output_text == f"stub answer to: Plan the refactor {marker}"
+    if team == "via-anthropic":
+        assert forwarded["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    if team == RESPONSES_TEAM:
+        assert forwarded["reasoning"] == {"effort": "low"}
+        assert forwarded["max_output_tokens"] == 16384
+        assert forwarded["include"] == ["reasoning.encrypted_content"]
+        assert forwarded["store"] is False

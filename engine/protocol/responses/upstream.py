@@ -26,8 +26,11 @@ logger = logging.getLogger(__name__)
 _EFFORT_BY_BUDGET = ((2048, "low"), (8192, "medium"))
 
 
-def canonical_to_responses_request(body: dict[str, Any], model: str, *, max_output_tokens: int) -> dict[str, Any]:
+def canonical_to_responses_request(body: dict[str, Any], model: str, *, max_output_tokens: int | None) -> dict[str, Any]:
     """Translate a canonical request into a Responses request body with `store: false`.
+
+    `max_output_tokens` is the model's output limit (None when unknown): the request's
+    `max_tokens` is clamped to it.
 
     The same input gives the same dict in the same key order, so the serialised bytes are stable
     and the provider's prompt cache keeps hitting. Thinking blocks that came from an OpenAI
@@ -47,7 +50,9 @@ def canonical_to_responses_request(body: dict[str, Any], model: str, *, max_outp
         request["tool_choice"] = _tool_choice(choice)
         request["parallel_tool_calls"] = not choice.get("disable_parallel_tool_use", False)
 
-    request["max_output_tokens"] = max_output_tokens
+    limit = _output_limit(body.get("max_tokens"), max_output_tokens)
+    if limit is not None:
+        request["max_output_tokens"] = limit
     for name in ("temperature", "top_p"):
         if body.get(name) is not None:
             request[name] = body[name]
@@ -59,6 +64,14 @@ def canonical_to_responses_request(body: dict[str, Any], model: str, *, max_outp
     request["store"] = False
     request["stream"] = bool(body.get("stream"))
     return request
+
+
+def _output_limit(max_tokens: Any, model_limit: int | None) -> int | None:
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+        return model_limit
+    if model_limit is not None and max_tokens > model_limit:
+        return model_limit
+    return max_tokens
 
 
 def _instructions(system: Any) -> str:
