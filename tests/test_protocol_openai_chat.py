@@ -1075,6 +1075,8 @@ BAD_REQUESTS = [
     ("tools not list", {"model": "m", "tools": {}, "messages": [{"role": "user", "content": "x"}]}, "tools"),
     ("tool no name", {"model": "m", "tools": [{"type": "function", "function": {}}], "messages": [{"role": "user", "content": "x"}]}, "tools.0.function.name"),
     ("tool bad type", {"model": "m", "tools": [{"type": "custom", "name": "x"}], "messages": [{"role": "user", "content": "x"}]}, "tools.0.type"),
+    ("legacy functions", {"model": "m", "functions": [{"name": "f"}], "messages": [{"role": "user", "content": "x"}]}, "functions"),
+    ("legacy function_call", {"model": "m", "function_call": "auto", "messages": [{"role": "user", "content": "x"}]}, "function_call"),
     ("tool_choice without tools", {"model": "m", "tool_choice": "required", "messages": [{"role": "user", "content": "x"}]}, "tool_choice"),
 ]
 

@@ -348,6 +348,10 @@ def chat_request_to_canonical(body: object) -> tuple[dict[str, Any], dict[str, A
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ProtocolError("is required and must be a non-empty string", param="model")
+    for legacy in ("functions", "function_call"):
+        if body.get(legacy) is not None:
+            # Dropping them would silently leave the model without tools, so they are rejected.
+            raise ProtocolError("legacy function calling is not supported; send tools and tool_choice", param=legacy)
     n = _optional_int(body, "n", 1)
     if n is not None and n > 1:
         raise ProtocolError("only n=1 is supported", param="n")
