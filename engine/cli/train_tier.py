@@ -247,6 +247,10 @@ def _fit_and_write(args: argparse.Namespace, policy, rows, mode: str, sources: l
     threshold = training.threshold_for_recall(data.labels, probabilities, args.target_recall)
     counts = training.confusion(data.labels, probabilities, threshold)
     model = training.fit(data, mode, seed=args.seed)
+    if mode == "fixed":
+        # The logged semantic_difficulty values were computed with the policy's centroids; keep them.
+        model.hard_centroid = np.asarray(policy.tier_model.centroids.hard)
+        model.easy_centroid = np.asarray(policy.tier_model.centroids.easy)
 
     document = training.model_document(
         model,
