@@ -71,7 +71,7 @@ class ResponsesStreamWriter:
         return self._finished
 
     def feed(self, event: dict[str, Any]) -> list[bytes]:
-        """Translate one canonical event; returns the SSE messages to send, possibly none."""
+        """Translate one canonical event into the SSE messages to send, possibly none."""
         if self._finished or not isinstance(event, dict):
             return []
         out = self._start()
@@ -116,7 +116,7 @@ class ResponsesStreamWriter:
         return out
 
     def close(self) -> list[bytes]:
-        """Finish the stream; if no final event was sent yet, the upstream was cut: send a failure."""
+        """Finish the stream. Without a final event so far the upstream was cut, so send `response.failed`."""
         if self._finished:
             return []
         return self.error("server_error", "the upstream stream ended before the answer was complete")

@@ -9,7 +9,7 @@ from engine.protocol.responses._common import CUSTOM_TOOL_INPUT_KEY, required_st
 
 
 def translate_tools(tools: Any) -> tuple[list[dict[str, Any]], list[str], list[str]]:
-    """Translate Responses tools; returns (Anthropic tools, custom tool names, dropped tool types)."""
+    """Translate Responses tools into (Anthropic tools, custom tool names, dropped tool types)."""
     if tools is None:
         return [], [], []
     if not isinstance(tools, list):
@@ -102,7 +102,7 @@ def check_tool_choice_shape(tool_choice: Any) -> None:
 def translate_tool_choice(
     tool_choice: Any, tools: list[dict[str, Any]], parallel_tool_calls: bool | None
 ) -> dict[str, Any] | None:
-    """Translate tool_choice and parallel_tool_calls; None when the Anthropic default applies."""
+    """Translate tool_choice and parallel_tool_calls, or return None when Anthropic's default applies."""
     names = {tool["name"] for tool in tools}
     if tool_choice is None or tool_choice == "auto":
         choice: dict[str, Any] = {"type": "auto"}
