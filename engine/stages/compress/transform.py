@@ -121,6 +121,9 @@ def _apply_record_steps(value: Any, target: CompressionTarget) -> tuple[list[str
 
 
 def _compress_json(value: Any, target: CompressionTarget, tokens_before: int) -> Outcome | None:
+    # NOTE: encoding, decoding and comparing take about 0.4 to 0.7 s for a 1 MB result on a shared
+    # 2-core machine (benchmarks/compression.py), on the request path and with no size limit. The
+    # result cache makes it a once-per-session cost.
     markers, used = _apply_record_steps(value, target)
     encoders = target.encoders or ((_IMPLIED_MINIFY,) if used else ())
     if not encoders:
