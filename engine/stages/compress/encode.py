@@ -22,7 +22,7 @@ from typing import Any
 
 import toon_format
 
-# Tool results nested deeper than this are left alone: the encoders and the comparison recurse.
+# Tool results nested deeper than this are left alone, because the encoders and the comparison recurse.
 MAX_DEPTH = 200
 
 
@@ -94,21 +94,6 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
 
 def json_equal(left: Any, right: Any) -> bool:
     """Compare two JSON values by the rules in the module docstring."""
-    # Equal compact JSON texts mean equal values (json.dumps keeps key order and writes true, not 1),
-    # and serialising in C is several times faster than the walk below on large values.
-    try:
-        if _compact(left) == _compact(right):
-            return True
-    except (TypeError, ValueError, RecursionError):
-        pass
-    return _strict_equal(left, right)
-
-
-def _compact(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def _strict_equal(left: Any, right: Any) -> bool:
     if left is None or right is None:
         return left is None and right is None
     if isinstance(left, bool) or isinstance(right, bool):
@@ -124,11 +109,11 @@ def _strict_equal(left: Any, right: Any) -> bool:
     if isinstance(left, str) or isinstance(right, str):
         return isinstance(left, str) and isinstance(right, str) and left == right
     if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(_strict_equal(a, b) for a, b in zip(left, right))
+        return len(left) == len(right) and all(json_equal(a, b) for a, b in zip(left, right))
     if isinstance(left, dict) and isinstance(right, dict):
         if list(left) != list(right):
             return False
-        return all(_strict_equal(left[key], right[key]) for key in left)
+        return all(json_equal(left[key], right[key]) for key in left)
     return False
 
 
@@ -136,7 +121,7 @@ def encode_minified(value: Any) -> str:
     # ensure_ascii=False keeps non-ASCII text as characters, which costs fewer tokens than \u escapes.
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     if not is_utf8_encodable(text):
-        # A lone surrogate (from a "\ud800" escape) cannot be sent as UTF-8; keep it escaped.
+        # A lone surrogate (from a "\ud800" escape) cannot be sent as UTF-8, so it stays escaped.
         text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
     return text
 

@@ -15,7 +15,7 @@ from jsonpath_ng.ext.filter import Expression, Filter
 from jsonpath_ng.jsonpath import Child, Fields, Index, Root, Slice, This, Wildcard
 
 # A match inside one of these blocks is never rewritten: tool calls, thinking (signed), media,
-# and search results (whose text citations point into).
+# and search results (citations point into their text).
 PROTECTED_TYPES = frozenset(
     {"tool_use", "server_tool_use", "mcp_tool_use", "thinking", "redacted_thinking", "image", "document", "search_result"}
 )

@@ -55,7 +55,8 @@ def compress_text(text: str, target: CompressionTarget, tokens_before: int, is_j
     """Apply the target's actions to the text of one block.
 
     Returns None when no action applies (text that is not JSON and no text action, or nothing to do).
-    `tokens_before` is the token count of `text`; the caller has already checked `min_tokens`.
+    `tokens_before` is the token count of `text`, which the caller has already checked against
+    `min_tokens`.
     """
     value = None
     if is_json_candidate:
