@@ -1,8 +1,8 @@
-"""The cache stage: exact and semantic answer caching inside a scope (team, model, system, tools).
+"""The cache stage: exact and semantic response caching inside a scope (team, model, system, tools).
 
 `cache_for(policy.cache)` returns the shared `SemanticCache` for that section's store settings;
 the pipeline calls `await cache.lookup(ctx, policy)` before tier routing and
-`await cache.store(ctx, policy, message)` after an upstream answer.
+`await cache.store(ctx, policy, message)` after an upstream response.
 """
 
 from __future__ import annotations

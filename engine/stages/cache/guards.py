@@ -2,9 +2,9 @@
 
 MiniLM scores "convert a string to an int in JavaScript" against "convert an int to a string in
 JavaScript" at 0.998, and `parse_date` against `parse_time` almost as high, so similarity alone would
-serve wrong answers. Each guard extracts one kind of fact from both texts and rejects the pair when
+serve wrong responses. Each guard extracts one kind of fact from both texts and rejects the pair when
 the facts differ. The guards are deliberately strict: a false miss costs one upstream call, a false
-hit serves a wrong answer.
+hit serves a wrong response.
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ from engine.stages.cache.policy import CacheIndex
 
 _REBUILD_SHARE = 0.25
 
+# Every search here is a single query, for which FAISS's OpenMP threads cost more than they save. On a
+# busy 2-core machine, one flat search over 10,000 vectors took 72 ms at p50 with 2 threads and 0.4 ms
+# with 1. This setting applies to the whole process.
+faiss.omp_set_num_threads(1)
+
 
 class ScopeIndex:
     """Vectors of one scope, addressed by int64 entry ids. Not thread-safe: callers hold a lock."""

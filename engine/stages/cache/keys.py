@@ -1,6 +1,6 @@
 """Cache keys and eligibility of a canonical request (Anthropic Messages shape).
 
-The exact key is a sha256 of a canonical serialisation of every field that changes the answer.
+The exact key is a sha256 of a canonical serialisation of every field that changes the response.
 The scope key is a sha256 of what a semantic hit must share with the stored entry: the team always,
 then the model, system prompt, tools and extra headers as the policy's `scope` says, and the
 context the client attached to the last user message (system reminders, images, documents).
@@ -16,9 +16,9 @@ from typing import Any
 from engine.pipeline.context import RequestContext
 from engine.stages.cache.policy import CacheEligibility, CacheScope
 
-# Fields of the request body that change the answer. `max_tokens` is left out because only
-# complete answers are stored (see `storable_reason`), and `stream` and `metadata` change nothing.
-_ANSWER_FIELDS = (
+# Fields of the request body that change the response. `max_tokens` is left out because only
+# complete responses are stored (see `storable_reason`), and `stream` and `metadata` change nothing.
+_RESPONSE_FIELDS = (
     "model", "system", "messages", "tools", "tool_choice", "temperature", "top_p", "top_k",
     "stop_sequences", "thinking", "output_format", "response_format",
 )
@@ -29,7 +29,7 @@ _STORABLE_STOP_REASONS = frozenset({"end_turn", "stop_sequence"})
 def _canonical(value: Any) -> Any:
     """Drop `cache_control` markers and turn plain-string content into one text block.
 
-    Prompt caching breakpoints do not change the answer, and `"content": "hi"` means the same as
+    Prompt caching breakpoints do not change the response, and `"content": "hi"` means the same as
     `"content": [{"type": "text", "text": "hi"}]`.
     """
     if isinstance(value, dict):
@@ -61,8 +61,8 @@ def _header_values(ctx: RequestContext, scope: CacheScope) -> dict[str, str]:
 
 
 def exact_key(ctx: RequestContext, scope: CacheScope) -> str:
-    """Return the sha256 of the team, the extra scope headers and the answer-changing body fields."""
-    fields = {name: ctx.body[name] for name in _ANSWER_FIELDS if name in ctx.body}
+    """Return the sha256 of the team, the extra scope headers and the body fields that change the response."""
+    fields = {name: ctx.body[name] for name in _RESPONSE_FIELDS if name in ctx.body}
     if "system" in fields:
         fields["system"] = _system_blocks(ctx.body)
     return _digest({"team": ctx.team, "headers": _header_values(ctx, scope), "body": _canonical(fields)})
@@ -74,7 +74,7 @@ def scope_key(ctx: RequestContext, scope: CacheScope) -> str:
         "team": ctx.team,
         "context": _canonical(last_user_context(ctx.body)),
         "headers": _header_values(ctx, scope),
-        # Sampling settings are part of the scope: an answer at temperature 0 is not one at 1.
+        # Sampling settings are part of the scope: a response at temperature 0 is not one at 1.
         "sampling": _canonical({name: ctx.body.get(name) for name in ("temperature", "top_p", "top_k", "thinking")}),
     }
     if scope.model:
@@ -148,16 +148,16 @@ def ineligible_reason(ctx: RequestContext, eligibility: CacheEligibility) -> str
 
 
 def storable_reason(message: dict[str, Any], eligibility: CacheEligibility) -> str | None:
-    """Return why an answer may not be stored, or None when it may."""
+    """Return why an response may not be stored, or None when it may."""
     if not isinstance(message, dict) or message.get("role", "assistant") != "assistant":
         return "not an assistant message"
     content = message.get("content")
     if not isinstance(content, list) or not content:
         return "empty content"
     if message.get("stop_reason") not in _STORABLE_STOP_REASONS:
-        return f"stop_reason {message.get('stop_reason')!r} marks an incomplete answer"
+        return f"stop_reason {message.get('stop_reason')!r} marks an incomplete response"
     if not eligibility.store_tool_calls and any(
         isinstance(block, dict) and block.get("type") in ("tool_use", "server_tool_use") for block in content
     ):
-        return "the answer calls tools"
+        return "the response calls tools"
     return None

@@ -22,7 +22,7 @@ class _Section(BaseModel):
 
 
 class CacheScope(_Section):
-    """What an entry is keyed by beyond the team, which is always part of the scope."""
+    """Scope keys beyond the team, which is always part of the scope."""
 
     model: bool = Field(True, description="Scope by the requested model name.")
     system: bool = Field(True, description="Scope by a hash of the system prompt.")
@@ -42,7 +42,7 @@ class CacheScope(_Section):
 
 
 class CacheEligibility(_Section):
-    """Which requests may be answered from the cache, and which answers may be stored."""
+    """Rules for which requests may be served from the cache and which responses may be stored."""
 
     max_messages: int = Field(
         1, ge=1, description="Largest number of messages in an eligible request (1 = single-turn only)."
@@ -66,7 +66,7 @@ class CacheEligibility(_Section):
         "256 WordPiece tokens and would not see a difference past that.",
     )
     store_tool_calls: bool = Field(
-        False, description="Store answers that contain tool_use blocks (off: they act on one workspace)."
+        False, description="Store responses that contain tool_use blocks (off: they act on one workspace)."
     )
 
 
@@ -115,7 +115,7 @@ class CachePersistence(_Section):
 
 
 class CacheSection(_Section):
-    """The `cache:` section: exact and semantic answer caching, off by default."""
+    """The `cache:` section: exact and semantic response caching, off by default."""
 
     enabled: bool = False
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)

@@ -26,7 +26,7 @@ FORMAT_VERSION = 1
 
 @dataclass(slots=True)
 class Entry:
-    """One cached answer. Times are Unix seconds, so they survive a restart."""
+    """One cached response. Times are Unix seconds, so they survive a restart."""
 
     entry_id: int
     scope: str

@@ -1,4 +1,4 @@
-"""The cache stage: `SemanticCache.lookup` before tier routing, `SemanticCache.store` after the answer.
+"""The cache stage: `SemanticCache.lookup` before tier routing, `SemanticCache.store` after the response.
 
 One `SemanticCache` serves every team. Isolation comes from the scope key, which always contains
 the team, so no FAISS search ever sees another team's vectors: each scope has its own index.
@@ -37,7 +37,7 @@ _SWEEP_INTERVAL = 60.0
 
 
 class SemanticCache:
-    """Exact and semantic answer cache over per-scope FAISS indexes, with TTL, LRU and snapshots.
+    """Exact and semantic response cache over per-scope FAISS indexes, with TTL, LRU and snapshots.
 
     Safe to call from the event loop and from worker threads: every change to the entries and
     indexes happens under one lock, and embedding runs outside it.
@@ -82,7 +82,7 @@ class SemanticCache:
         return len(self._entries)
 
     async def lookup(self, ctx: RequestContext, policy: Any, *, dry_run: bool = False) -> tuple[dict | None, dict]:
-        """Return the cached answer (a canonical Message dict) or None, and the cache decision.
+        """Return the cached response (a canonical Message dict) or None, and the cache decision.
 
         With `dry_run` (for `leangate explain`) the cache itself is left unchanged: no LRU update,
         no hit count, no removal of expired entries.
@@ -133,10 +133,10 @@ class SemanticCache:
             return self._semantic_match(state, section, threshold, now, decision, dry_run)
 
     async def store(self, ctx: RequestContext, policy: Any, message: dict) -> None:
-        """Store the upstream answer for this request, when the request and the answer qualify.
+        """Store the upstream response for this request, when the request and the response qualify.
 
-        Call it only for answers that came from upstream, not for cache hits. It never raises for
-        a bad answer: an answer that may not be stored is logged at debug level and skipped.
+        Call it only for responses that came from upstream, not for cache hits. A response that may
+        not be stored is skipped and logged at debug level.
         """
         section: CacheSection = policy.cache
         if not section.enabled or "no-store" in ctx.headers.get("cache-control", "").lower():
@@ -145,7 +145,7 @@ class SemanticCache:
             return
         reason = keys.storable_reason(message, section.eligibility)
         if reason is not None:
-            logger.debug("request %s: answer not cached: %s", ctx.request_id, reason)
+            logger.debug("request %s: response not cached: %s", ctx.request_id, reason)
             return
 
         state = self._request_state(ctx, section)
@@ -299,7 +299,7 @@ class SemanticCache:
     def _insert(self, state: dict, message: dict, vector: np.ndarray | None, now: float) -> None:
         existing = self._by_exact.get(state["exact"])
         if existing is not None:
-            # A concurrent identical request already stored an answer: keep one entry, the newest answer.
+            # A concurrent identical request already stored a response. Keep one entry with the newest.
             entry = self._entries[existing]
             entry.message = copy.deepcopy(message)
             entry.created = entry.used = now
@@ -422,5 +422,5 @@ def _output_tokens(message: dict) -> int | None:
 
 
 def _fits_max_tokens(entry: Entry, max_tokens: Any) -> bool:
-    """A cached answer longer than the request's max_tokens is not one the model could have given."""
+    """A cached response longer than the request's max_tokens is not one the model could have given."""
     return not (isinstance(max_tokens, int) and entry.output_tokens is not None and entry.output_tokens > max_tokens)

@@ -1,0 +1,105 @@
+"""The semantic cache through the running gateway, with the official anthropic and openai SDKs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+
+STORED = "How can I reverse a list in Python?"
+PARAPHRASE = "how do I reverse a python list"
+
+
+def enable_cache(policy_dir: Path) -> None:
+    default = policy_dir / "default.yaml"
+    text = default.read_text(encoding="utf-8")
+    assert "cache:\n  enabled: false\n" in text
+    default.write_text(text.replace("cache:\n  enabled: false\n", "cache:\n  enabled: true\n"), encoding="utf-8")
+
+
+def decisions(path: Path, count: int, timeout: float = 10.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            if len(lines) >= count:
+                return lines
+        time.sleep(0.1)
+    raise AssertionError(f"expected {count} decision records in {path}")
+
+
+@pytest.fixture
+def cached_gateway(start_gateway):
+    return start_gateway(edit=enable_cache)
+
+
+def test_anthropic_streamed_paraphrase_hit(cached_gateway):
+    client = anthropic.Anthropic(base_url=cached_gateway.url, api_key="client-key", max_retries=0)
+    first = client.messages.with_raw_response.create(
+        model="leangate-auto", max_tokens=256, messages=[{"role": "user", "content": STORED}]
+    )
+    stored = first.parse()
+
+    with client.messages.stream(
+        model="leangate-auto", max_tokens=256, messages=[{"role": "user", "content": PARAPHRASE}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+        headers = stream.response.headers
+
+    assert first.headers.get("x-leangate-cache") != "hit"
+    assert headers["x-leangate-cache"] == "hit"
+    assert float(headers["x-leangate-cache-similarity"]) >= 0.9
+    assert text == stored.content[0].text
+    assert final.stop_reason == "end_turn"
+
+
+def test_openai_streamed_paraphrase_hit(cached_gateway):
+    client = openai.OpenAI(base_url=f"{cached_gateway.url}/v1", api_key="client-key", max_retries=0)
+    stored = client.chat.completions.create(
+        model="leangate-auto", max_tokens=256, messages=[{"role": "user", "content": STORED}]
+    )
+
+    raw = client.chat.completions.with_raw_response.create(
+        model="leangate-auto", max_tokens=256, stream=True, messages=[{"role": "user", "content": PARAPHRASE}]
+    )
+    chunks = list(raw.parse())
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+
+    assert raw.headers["x-leangate-cache"] == "hit"
+    assert text == stored.choices[0].message.content
+    assert any(chunk.choices and chunk.choices[0].finish_reason == "stop" for chunk in chunks)
+
+
+def test_near_miss_is_refused_through_gateway(cached_gateway):
+    client = anthropic.Anthropic(base_url=cached_gateway.url, api_key="client-key", max_retries=0)
+    client.messages.create(
+        model="leangate-auto", max_tokens=256,
+        messages=[{"role": "user", "content": "How do I convert a string to an int in JavaScript?"}],
+    )
+    second = client.messages.with_raw_response.create(
+        model="leangate-auto", max_tokens=256,
+        messages=[{"role": "user", "content": "How do I convert an int to a string in JavaScript?"}],
+    )
+
+    assert second.headers.get("x-leangate-cache") != "hit"
+    record = decisions(cached_gateway.extra["decisions"], 2)[-1]
+    assert record["cache"]["result"] == "refused"
+    assert record["cache"]["guard"] == "word_order"
+
+
+def test_no_cache_header_bypasses_through_gateway(cached_gateway):
+    client = anthropic.Anthropic(base_url=cached_gateway.url, api_key="client-key", max_retries=0)
+    client.messages.create(model="leangate-auto", max_tokens=256, messages=[{"role": "user", "content": STORED}])
+
+    second = client.messages.with_raw_response.create(
+        model="leangate-auto", max_tokens=256, messages=[{"role": "user", "content": STORED}],
+        extra_headers={"cache-control": "no-cache"},
+    )
+
+    assert second.headers.get("x-leangate-cache") != "hit"
+    assert decisions(cached_gateway.extra["decisions"], 2)[-1]["cache"]["result"] == "bypass"
