@@ -1644,3 +1644,19 @@ def test_canonical_passes_messages_validation():
         canonical, _ = responses_request_to_canonical(body)
 
         assert validate_messages_request(copy.deepcopy(canonical)) == canonical
+
+
+def test_stream_ping_skipped_by_openai_sdk():
+    from openai._streaming import SSEDecoder
+
+    writer = ResponsesStreamWriter(translate()[1], "resp_s1", 1)
+    chunks: list[bytes] = []
+    for event in [message_start(), {"type": "ping"}, *block_events(0, {"type": "text", "text": ""}, [{"type": "text_delta", "text": "hi"}]), {"type": "ping"}, *message_end("end_turn")]:
+        chunks += writer.feed(event)
+
+    names = [event.event for event in SSEDecoder().iter_bytes(iter(chunks))]
+
+    assert b": ping\n\n" in chunks
+    assert "ping" not in " ".join(names)
+    assert names[-1] == "response.completed"
+    assert len(names) == 9
