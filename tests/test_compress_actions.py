@@ -265,3 +265,23 @@ def test_text_actions_leave_json_alone() -> None:
     text, decisions = compress_result(original, [{"truncate": {"lines": 5}}])
     assert text == original
     assert decisions == []
+
+
+def test_dedupe_keeps_runs_of_two() -> None:
+    twice = "warning: deprecated option --legacy-peer-deps used by " + "pkg/" * 20
+    thrice = "error: connection refused while fetching " + "registry/" * 20
+    unique_lines = [f"line {i}" for i in range(100)]
+    log = "\n".join([twice, twice, *unique_lines, thrice, thrice, thrice])
+    text, decisions = compress_result(log, ["dedupe"])
+    lines = text.split("\n")
+    assert decisions[0]["applied"] is True
+    assert lines[:2] == [twice, twice]
+    assert lines[-2:] == [thrice, "[2 repeats of the line above omitted by policy grep-results]"]
+
+
+def test_dedupe_rejected_when_marker_costs_more() -> None:
+    log = "\n".join([*[f"line {i}" for i in range(100)], "ok", "ok", "ok"])
+    text, decisions = compress_result(log, ["dedupe"])
+    assert text == log
+    assert decisions[0]["applied"] is False
+    assert decisions[0]["rejected"][0]["reason"] == "not fewer tokens"
