@@ -65,7 +65,7 @@ def evaluate(name: str, labels: np.ndarray, scores: np.ndarray, trained_threshol
 
 
 def claude_code_request() -> dict:
-    """A mid-session Claude Code request: system prompt, 16 tools, a task, three tool rounds."""
+    """Build a mid-session Claude Code request: system prompt, 16 tools, a task, three tool rounds."""
     envelope = json.loads((EXAMPLES / "envelopes" / "claude-code.json").read_text())
     body = request_for_prompt(
         "The checkout tests fail since the last merge. Find out why `apply_discount()` in "

@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--envelopes", type=Path, metavar="DIR",
         help="Folder of request templates named by the prompts' `envelope` (default: envelopes/ beside the first prompt file).",
     )
+
     parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="Where to write the tier_model YAML.")
     parser.add_argument(
         "--target-recall", type=float, default=0.95, metavar="R",
@@ -39,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Policy folder whose markers, tiers, embedder and current centroids are used (default: policies).",
     )
     parser.add_argument("--plot", type=Path, metavar="FILE", help="Calibration plot PNG (default: --out with .png).")
+
     parser.add_argument("--folds", type=int, default=5, help="Cross-validation folds (default 5).")
     parser.add_argument(
         "--lexical-only", action="store_true", help="Leave out semantic_difficulty (no embedder needed)."

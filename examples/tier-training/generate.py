@@ -1,6 +1,6 @@
 """Write the labelled coding prompts of this folder: train.jsonl and heldout.jsonl.
 
-Easy prompts are lookups, syntax questions and one-line fixes; hard prompts are multi-file
+Easy prompts are lookups, syntax questions and one-line fixes. Hard prompts are multi-file
 refactors, concurrency bugs, design, security review, performance work under constraints and long
 stack traces. Both classes span short and long texts: easy prompts include pasted code or a short
 error with a simple question, and hard prompts include one-line requests, so that length alone does

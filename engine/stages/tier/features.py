@@ -2,9 +2,9 @@
 
 The extractor is pure and cheap: it walks the body once and runs a handful of compiled regexes over
 the last user text. Token counts here are estimates from character counts, because running tiktoken
-over a Claude Code request (about 55 KB of tools and system prompt) takes milliseconds; the features
-are logarithms or shares, so a few percent of error does not matter as long as training and routing
-use the same estimate.
+over a Claude Code request (about 55 KB of tools and system prompt) takes milliseconds. The features
+are logarithms or shares, so an error of a few percent does not matter as long as training and
+routing use the same estimate.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ def extract_features(body: dict[str, Any], markers: MarkerVocabularies) -> dict[
 def last_user_text(messages: list[dict[str, Any]]) -> str:
     """Return the text of the latest user message that has any, without tool results or system reminders.
 
-    In an agent loop the last user message often holds only tool results; the task the user typed is
-    then in an earlier message, and that text is what the marker features read.
+    In an agent loop the last user message often contains only tool results. The task the user typed
+    is then in an earlier message, and the marker features read that text.
     """
     for message in reversed(messages):
         if message.get("role") != "user":

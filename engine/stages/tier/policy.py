@@ -55,7 +55,7 @@ class Centroids(_Strict):
 
 
 class Provenance(_Strict):
-    """Where a trained model comes from, as `leangate train-tier` writes it."""
+    """Provenance of a trained model, as `leangate train-tier` writes it."""
 
     trained_at: str | None = Field(None, description="UTC time of training, ISO 8601.")
     rows: int | None = Field(None, ge=0, description="Labelled rows the model was fitted on.")
@@ -245,7 +245,7 @@ class TierRule(_Strict):
 
     name: str | None = Field(None, description="Shown in the decision record (default: tier_rules[index]).")
     when: RuleCondition
-    force: str | None = Field(None, description="Tier to use, whatever the model says.")
+    force: str | None = Field(None, description="Tier to use, whatever the model's probability.")
     floor: str | None = Field(None, description="Lowest tier allowed; a stronger choice is kept.")
 
     @model_validator(mode="after")

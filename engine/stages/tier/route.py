@@ -99,8 +99,8 @@ def resolve_alias(aliases: dict[str, str], requested_model: str) -> tuple[str | 
 def tier_for_probability(policy: Policy, probability: float | None) -> str:
     """Return the first tier whose `below` bound is above the probability; the last tier takes the rest.
 
-    Without a tier model (probability None) the strongest tier serves, because a wrong cheap answer
-    costs more than the saving.
+    Without a tier model (probability None) the strongest tier serves, because a wrong response from
+    the cheap tier costs more than the saving.
     """
     if probability is not None:
         for tier in policy.tiers[:-1]:
@@ -136,8 +136,8 @@ def apply_rules(
 def rule_matches(rule: TierRule, ctx: RequestContext, features: dict[str, float], text: str) -> bool:
     condition = rule.when
     if condition.request_class is not None:
-        wanted = [condition.request_class] if isinstance(condition.request_class, str) else condition.request_class
-        if ctx.scratch.get("class") not in wanted:
+        classes = [condition.request_class] if isinstance(condition.request_class, str) else condition.request_class
+        if ctx.scratch.get("class") not in classes:
             return False
     if condition.pattern is not None and not condition.pattern.search(text):
         return False

@@ -124,7 +124,7 @@ def _price(settings: TierSessionSection, tier_names: list[str], tier: str) -> Ti
     price = settings.prices.get(tier)
     if price is not None:
         return price
-    # Relative prices: the cheapest tier costs 1 and each next one `price_ratio` times more;
-    # output at five times the input price, as the large providers price their models.
+    # Relative prices: the cheapest tier costs 1 and each next one `price_ratio` times more. Output
+    # costs five times the input price, as in Anthropic's and OpenAI's list prices of 2025.
     relative = settings.price_ratio ** tier_names.index(tier)
     return TierPrice(input=relative, output=5.0 * relative)

@@ -20,8 +20,8 @@ from engine.stages.tier.features import LEXICAL_FEATURES, extract_features
 from engine.stages.tier.policy import FEATURE_NAMES, SEMANTIC_INDEX, MarkerVocabularies, TierModel
 from engine.stages.tier.training_data import Row
 
-# How feature 15 is obtained: from embeddings with centroids fitted on the training rows ("embed"),
-# as given in the rows, e.g. logged by the gateway ("fixed"), or left out ("off").
+# Source of feature 15: embeddings with centroids fitted on the training rows ("embed"), values
+# given in the rows such as those the gateway logged ("fixed"), or none ("off").
 SemanticMode = Literal["embed", "fixed", "off"]
 
 EMBED_BATCH = 32
@@ -141,7 +141,9 @@ def fit(data: Dataset, mode: SemanticMode, *, seed: int = 0) -> FittedModel:
 def full_matrix(data: Dataset, model: FittedModel, mode: SemanticMode) -> np.ndarray:
     """Return the 15-column matrix of a dataset under a fitted model (feature 15 from its centroids)."""
     if mode == "embed":
-        assert data.embeddings is not None and model.hard_centroid is not None and model.easy_centroid is not None
+        assert data.embeddings is not None
+        assert model.hard_centroid is not None
+        assert model.easy_centroid is not None
         semantic = semantic_column(data.embeddings, model.hard_centroid, model.easy_centroid)
     elif mode == "fixed":
         assert data.semantic is not None
@@ -157,8 +159,8 @@ def cross_validated_probabilities(
     """Return out-of-fold strong-tier probabilities from stratified k-fold cross-validation.
 
     Centroids are fitted inside each fold, so feature 15 never sees the labels of the rows it scores.
-    With groups, a group never spans two folds (StratifiedGroupKFold), so near-duplicates such as
-    the requests of one session cannot inflate the AUC.
+    With groups, StratifiedGroupKFold keeps each group in one fold. Near-duplicates, such as the
+    requests of one session, then cannot inflate the AUC.
     """
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 

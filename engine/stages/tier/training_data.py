@@ -5,7 +5,7 @@ Decision-log fields read (one JSON object a line, as the gateway writes them):
 - `request_id`: the join key with the label file.
 - `tier.features`: the 15 feature values the router computed (`semantic_difficulty` may be absent).
 - `tier.tier`: the tier the request was sent to.
-- `team`, `session`, `time`: used to find retries of the same prompt; cross-validation keeps the
+- `team`, `session`, `time`: used to find retries of the same prompt. Cross-validation keeps the
   requests of one session in one fold, because they resemble each other.
 - `last_user_text`: present when the policy sets `decision_log.prompt_text: true`; lets training
   recompute the centroids of `semantic_difficulty` and detect retries.
