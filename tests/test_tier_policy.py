@@ -180,3 +180,27 @@ def test_team_override_replaces_rules_and_keeps_model(tmp_path):
     assert team.markers.risk == ["refund"]
     assert team.markers.lookup == policies.base.markers.lookup
     assert team.tier_model == policies.base.tier_model
+
+
+def test_reference_check_passes_on_shipped_policy():
+    from engine.stages.tier.checks import tier_reference_errors
+
+    assert tier_reference_errors(load_policy_set(ROOT / "policies", {}).base) == []
+
+
+def test_reference_check_names_unknown_tiers_and_classes():
+    from engine.stages.tier.checks import tier_reference_errors
+
+    policy = load_policy_set(ROOT / "policies", {}).base
+    rules = [
+        TierRule.model_validate({"when": {"class": ["plan", "planing"]}, "floor": "medium"}),
+        TierRule.model_validate({"when": {}, "force": "strong"}),
+    ]
+    session = policy.tier_session.model_copy(update={"prices": {"fast": policy.tier_session.prices["fast"], "turbo": policy.tier_session.prices["fast"]}})
+    errors = tier_reference_errors(policy.model_copy(update={"tier_rules": rules, "tier_session": session}))
+    paths = [path for path, _ in errors]
+    assert ("tier_rules", 0, "floor") in paths
+    assert ("tier_rules", 0, "when", "class") in paths
+    assert ("tier_session", "prices", "turbo") in paths
+    assert len(errors) == 3
+    assert "unknown request class 'planing'" in dict(errors)[("tier_rules", 0, "when", "class")]

@@ -96,6 +96,15 @@ def test_shared_embedding_is_reused(policy, minilm):
     )
 
 
+def test_shared_embedding_of_other_model_is_ignored(policy, minilm):
+    ctx = make_ctx(EASY)
+    ctx.scratch["embedding"] = HashingEmbedder(384).embed([EASY])[0]
+    ctx.scratch["embedding_model"] = "hashing-384"
+    decision = route_tier(ctx, policy, TierSessions(), minilm)
+    assert decision["semantic"] == "computed"
+    assert ctx.scratch["embedding_model"] == minilm.name
+
+
 def test_missing_embedder_uses_training_mean(policy):
     decision = route_tier(make_ctx(HARD), policy, TierSessions(), None)
     model = policy.tier_model

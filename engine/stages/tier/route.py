@@ -163,8 +163,11 @@ def _semantic_difficulty(
     if not text:
         return model.semantic_fallback(), SEMANTIC_UNAVAILABLE, "no user text"
 
+    # The cache lookup stores its vector with the embedder's name; a vector from another embedder
+    # would be compared with centroids it does not belong to.
     shared = ctx.scratch.get("embedding")
-    if shared is not None:
+    shared_model = ctx.scratch.get("embedding_model")
+    if shared is not None and shared_model in (None, model.embedder):
         try:
             return model.semantic_difficulty(np.asarray(shared)), SEMANTIC_SHARED, None
         except ValueError as error:
@@ -184,6 +187,7 @@ def _semantic_difficulty(
         logger.warning("request %s: embedding for the tier model failed: %s", ctx.request_id, error)
         return model.semantic_fallback(), SEMANTIC_UNAVAILABLE, f"embedding failed: {type(error).__name__}"
     ctx.scratch["embedding"] = embedding
+    ctx.scratch["embedding_model"] = embedder.name
     return model.semantic_difficulty(embedding), SEMANTIC_COMPUTED, None
 
 
