@@ -199,6 +199,8 @@ def _apply_session(
     tier_names: list[str],
     log_input_tokens: float,
 ) -> None:
+    # NOTE: one TierSessions serves every team. A team file with other `sessions` bounds makes the
+    # bounds follow the latest request's policy, and a smaller max_sessions evicts other teams' sessions.
     if sessions.max_sessions != policy.sessions.max_sessions or sessions.idle_ttl != policy.sessions.idle_ttl:
         sessions.configure(policy.sessions.max_sessions, policy.sessions.idle_ttl)
 
