@@ -161,15 +161,26 @@ def fill(cache: SemanticCache, size: int, prompts: list[str], vectors: np.ndarra
     return time.perf_counter() - started
 
 
-async def time_lookups(cache: SemanticCache, policy: Policy, texts: list[str], rounds: int) -> tuple[list[float], dict]:
-    timings, results = [], {}
+async def time_lookups(
+    cache: SemanticCache, policy: Policy, hit_texts: list[str], miss_texts: list[str], rounds: int
+) -> dict[str, dict[str, list[float]]]:
+    """Time hits and misses interleaved, so that load from other processes affects both alike.
+
+    Returns, per kind, the whole lookup time and the part outside the embedder (`cache_ms`).
+    """
+    timings: dict[str, dict[str, list[float]]] = {
+        kind: {"lookup_ms": [], "cache_ms": [], "results": []} for kind in ("hit", "miss")
+    }
     for number in range(rounds):
-        ctx = make_ctx(texts[number % len(texts)])
-        started = time.perf_counter()
-        _, decision = await cache.lookup(ctx, policy)
-        timings.append((time.perf_counter() - started) * 1000)
-        results[decision["result"]] = results.get(decision["result"], 0) + 1
-    return timings, results
+        for kind, texts in (("hit", hit_texts), ("miss", miss_texts)):
+            ctx = make_ctx(texts[number % len(texts)])
+            started = time.perf_counter()
+            _, decision = await cache.lookup(ctx, policy)
+            elapsed = (time.perf_counter() - started) * 1000
+            timings[kind]["lookup_ms"].append(elapsed)
+            timings[kind]["cache_ms"].append(elapsed - decision.get("embed_ms", 0.0))
+            timings[kind]["results"].append(decision["result"])
+    return timings
 
 
 def rss_mib() -> float:
@@ -197,20 +208,65 @@ async def measure_sizes(embedder, sizes: list[int], rounds: int) -> list[dict[st
         cache = SemanticCache(policy.cache, embedder, embed_in_thread=in_thread)
         fill_s = fill(cache, size, prompts, vectors, answer_text)
         after = rss_mib()
-        await time_lookups(cache, policy, hit_texts, 10)  # warm-up
-        hits, hit_results = await time_lookups(cache, policy, hit_texts, rounds)
-        misses, miss_results = await time_lookups(cache, policy, miss_texts, rounds)
-        rows.append({
+        await time_lookups(cache, policy, hit_texts, miss_texts, 10)  # warm-up
+        timings = await time_lookups(cache, policy, hit_texts, miss_texts, rounds)
+        row: dict[str, Any] = {
             "entries": size, "index": "hnsw" if cache.stats()["hnsw_scopes"] else "flat",
             "embed": "thread" if in_thread else "inline", "fill_s": round(fill_s, 1),
             "rss_added_mib": round(after - before, 1),
-            "hit_p50_ms": round(statistics.median(hits), 2), "hit_p99_ms": round(percentile(hits, 0.99), 2),
-            "miss_p50_ms": round(statistics.median(misses), 2), "miss_p99_ms": round(percentile(misses, 0.99), 2),
-            "hit_results": hit_results, "miss_results": miss_results,
-        })
+        }
+        for kind, values in timings.items():
+            row[f"{kind}_p50_ms"] = round(statistics.median(values["lookup_ms"]), 2)
+            row[f"{kind}_p99_ms"] = round(percentile(values["lookup_ms"], 0.99), 2)
+            row[f"{kind}_cache_p50_ms"] = round(statistics.median(values["cache_ms"]), 2)
+            row[f"{kind}_results"] = {result: values["results"].count(result) for result in set(values["results"])}
+        rows.append(row)
         print(json.dumps(rows[-1]), flush=True)
         del cache
     return rows
+
+
+async def compare_embedding_modes(embedder, size: int, rounds: int) -> dict[str, Any]:
+    """Compare embedding on the event loop with embedding in a worker thread, alternating per lookup.
+
+    Also measures how long a concurrent coroutine that wakes every millisecond is kept waiting,
+    which is what other requests on the same event loop feel.
+    """
+    prompts = generated_prompts(2000)
+    vectors = embedder.embed(prompts)
+    hit_texts = [prompt.replace("How do I", "How can I") for prompt in prompts[:200:7]]
+    policy = make_policy(max_entries=size + 10)
+    cache = SemanticCache(policy.cache, embedder)
+    fill(cache, size, prompts, vectors, "x" * 1000)
+    results: dict[str, Any] = {}
+    samples: dict[bool, list[float]] = {False: [], True: []}
+    stalls: dict[bool, list[float]] = {False: [], True: []}
+
+    async def ticker(mode: bool, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            await asyncio.sleep(0.001)
+            stalls[mode].append((time.perf_counter() - started) * 1000 - 1.0)
+
+    for number in range(rounds):
+        for mode in (False, True):
+            cache._embed_in_thread = mode  # noqa: SLF001
+            stop = asyncio.Event()
+            tick = asyncio.create_task(ticker(mode, stop))
+            await asyncio.sleep(0)
+            started = time.perf_counter()
+            await cache.lookup(make_ctx(hit_texts[number % len(hit_texts)]), policy)
+            samples[mode].append((time.perf_counter() - started) * 1000)
+            stop.set()
+            await tick
+    for mode, name in ((False, "inline"), (True, "thread")):
+        results[name] = {
+            "lookup_p50_ms": round(statistics.median(samples[mode]), 2),
+            "lookup_p99_ms": round(percentile(samples[mode], 0.99), 2),
+            "loop_stall_p50_ms": round(statistics.median(stalls[mode]), 2) if stalls[mode] else None,
+            "loop_stall_p99_ms": round(percentile(stalls[mode], 0.99), 2) if stalls[mode] else None,
+        }
+    return results
 
 
 def time_embed(embedder, rounds: int) -> dict[str, float]:
@@ -230,21 +286,25 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=300, help="Lookups timed per size and kind.")
     parser.add_argument("--json", type=Path, help="Also write all results to this JSON file.")
     parser.add_argument("--pairs-only", action="store_true", help="Run part 1 only (no latency or memory).")
+    parser.add_argument("--skip-pairs", action="store_true", help="Skip part 1.")
     args = parser.parse_args()
 
     policy = make_policy()
     embedder = load_embedder(policy.cache.embedder)
     report: dict[str, Any] = {"threshold": policy.cache.similarity}
 
-    report["pairs"] = asyncio.run(evaluate_pairs(policy, embedder))
-    print(json.dumps(report["pairs"], indent=1))
-    report["sweep"] = sweep(embedder, policy.cache)
-    for row in report["sweep"]:
-        print(json.dumps(row))
+    if not args.skip_pairs:
+        report["pairs"] = asyncio.run(evaluate_pairs(policy, embedder))
+        print(json.dumps(report["pairs"], indent=1))
+        report["sweep"] = sweep(embedder, policy.cache)
+        for row in report["sweep"]:
+            print(json.dumps(row))
     if args.pairs_only:
         return 0
     report["embed"] = time_embed(embedder, args.rounds)
     print("embed", report["embed"])
+    report["embedding_modes"] = asyncio.run(compare_embedding_modes(embedder, 10_000, args.rounds))
+    print("embedding modes", json.dumps(report["embedding_modes"]))
     report["sizes"] = asyncio.run(measure_sizes(embedder, [int(size) for size in args.sizes.split(",")], args.rounds))
 
     if args.json:

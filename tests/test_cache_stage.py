@@ -501,3 +501,28 @@ def test_cache_for_shares_by_store_settings():
 
     assert cache_for(first) is cache_for(second)
     assert cache_for(first) is not cache_for(third)
+
+
+# --- embedder failure ---------------------------------------------------------------------------
+
+
+def test_embedder_failure_leaves_exact_matching(caplog):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    policy = make_policy(embedder={"kind": "ollama", "base_url": f"http://127.0.0.1:{port}", "model": "m", "dim": 8, "timeout": 2})
+    cache = SemanticCache(policy.cache)
+
+    cached, decision = run(cache.lookup(make_ctx("what is a monad?"), policy))
+    assert cached is None
+    assert decision["result"] == "miss"
+    assert decision["reason"].startswith("embedding failed")
+    assert "embedding for the semantic cache failed" in caplog.text
+
+    run(cache.store(make_ctx("what is a monad?"), policy, answer("a monoid")))
+    cached, decision = run(cache.lookup(make_ctx("what is a monad?"), policy))
+    assert decision["match"] == "exact"
+    assert cached["content"][0]["text"] == "a monoid"
+    assert cache.stats()["vectors"] == 0

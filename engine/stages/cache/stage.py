@@ -53,8 +53,10 @@ class SemanticCache:
     ) -> None:
         self.section = section
         self._embedder = embedder
-        # Remote embedders block on the network, so they always run in a worker thread.
-        # For the in-process model the measured choice is recorded in docs/benchmarks.md.
+        # Embedding runs in a worker thread by default (ONNX Runtime and httpx release the GIL). Inline
+        # embedding held the event loop for the whole embed, while the thread hop added about 1 to 2 ms
+        # per lookup (benchmarks/semantic_cache.py, "embedding modes"). The hashing test embedder is
+        # fast enough to run inline.
         self._embed_in_thread = embed_in_thread if embed_in_thread is not None else section.embedder.kind != "hashing"
         self._clock = clock
         self._lock = threading.RLock()
@@ -68,7 +70,10 @@ class SemanticCache:
         self._flushing = False
         self._directory = Path(section.persistence.directory) if section.persistence.directory else None
         if self._directory is not None:
-            self._restore()
+            try:
+                self._restore()
+            except EmbeddingError as error:
+                logger.error("semantic cache could not restore %s, starting empty: %s", self._directory, error)
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -210,12 +215,11 @@ class SemanticCache:
         return state
 
     async def _query_vector(self, ctx: RequestContext, text: str, decision: dict) -> np.ndarray | None:
-        shared = ctx.scratch.get("embedding")
-        if shared is not None and ctx.scratch.get("embedding_model") == self.embedder.name:
-            return np.asarray(shared, dtype=np.float32)
-
         started = time.perf_counter()
         try:
+            shared = ctx.scratch.get("embedding")
+            if shared is not None and ctx.scratch.get("embedding_model") == self.embedder.name:
+                return np.asarray(shared, dtype=np.float32)
             if self._embed_in_thread:
                 vectors = await asyncio.to_thread(self.embedder.embed, [text])
             else:
