@@ -207,3 +207,15 @@ def test_outcome_labels_from_logs():
     implicit = outcome_labels(records, cheapest_tiers={"fast"}, implicit_easy=True)
     assert implicit["quiet"] == "easy"
     assert implicit["escalated"] == "hard"
+
+
+def test_too_few_groups_for_folds_is_a_clear_error(tmp_path):
+    rows = [{"text": f"What is option {index}?", "label": "easy", "group": "a"} for index in range(6)]
+    rows += [{"text": f"Redesign service {index} across regions.", "label": "hard", "group": "b"} for index in range(6)]
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = run_train(["--prompts", str(path), "--out", str(tmp_path / "m.yaml"), "--lexical-only", "--folds", "3",
+                        "--policy", str(ROOT / "policies")], tmp_path)
+    assert result.returncode == 1
+    assert "cross-validation failed" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -225,15 +225,15 @@ def _build_dataset(rows, policy, mode: str, embedder, console):
 
 
 def _fit_and_write(args: argparse.Namespace, policy, rows, mode: str, sources: list[str], console) -> int:
+    from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
     from engine.stages.tier import training
+    from engine.stages.tier.training_data import TrainingDataError
 
     embedder = None if mode == "off" else _load_embedder(policy)
     if mode == "fixed" and embedder.name != policy.tier_model.embedder:
-        from engine.stages.tier.training_data import TrainingDataError
-
         raise TrainingDataError(
             f"the policy's centroids belong to embedder {policy.tier_model.embedder!r} but {embedder.name!r} is configured; "
             "log prompt text to recompute them, or pass --lexical-only"
@@ -242,9 +242,13 @@ def _fit_and_write(args: argparse.Namespace, policy, rows, mode: str, sources: l
 
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("cross-validating", total=args.folds)
-        probabilities = training.cross_validated_probabilities(
-            data, mode, args.folds, seed=args.seed, advance=lambda: progress.advance(task)
-        )
+        try:
+            probabilities = training.cross_validated_probabilities(
+                data, mode, args.folds, seed=args.seed, advance=lambda: progress.advance(task)
+            )
+        except ValueError as error:
+            # scikit-learn raises ValueError when the groups or labels cannot fill the folds.
+            raise TrainingDataError(f"cross-validation failed: {error}; use fewer --folds or more labelled rows") from None
     cv_auc = training.auc(data.labels, probabilities)
     threshold = training.threshold_for_recall(data.labels, probabilities, args.target_recall)
     counts = training.confusion(data.labels, probabilities, threshold)
@@ -270,10 +274,13 @@ def _fit_and_write(args: argparse.Namespace, policy, rows, mode: str, sources: l
         f"Suggested `below` of the cheapest tier: {threshold:.4f} (reaches {args.target_recall:.0%} recall of hard",
         "requests in cross-validation). Edit by retraining, not by hand.",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(training.render_yaml(document, header), encoding="utf-8")
     plot = args.plot or args.out.with_suffix(".png")
-    training.save_calibration_plot(data.labels, probabilities, plot, f"Tier model calibration ({args.folds}-fold CV)")
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(training.render_yaml(document, header), encoding="utf-8")
+        training.save_calibration_plot(data.labels, probabilities, plot, f"Tier model calibration ({args.folds}-fold CV)")
+    except OSError as error:
+        raise TrainingDataError(f"cannot write {error.filename}: {error.strerror}") from None
 
     table = Table(title="tier model", show_header=False)
     table.add_row("rows (hard / easy)", f"{len(data)} ({int(data.labels.sum())} / {len(data) - int(data.labels.sum())})")
@@ -284,7 +291,6 @@ def _fit_and_write(args: argparse.Namespace, policy, rows, mode: str, sources: l
     table.add_row("easy -> cheap / easy -> strong", f"{counts['easy_to_cheap']} / {counts['easy_to_strong']}")
     table.add_row("model written to", str(args.out))
     table.add_row("calibration plot", str(plot))
-    Console = type(console)
     Console().print(table)
     console.print(f"set `below: {threshold:.4f}` on tier {policy.tiers[0].name!r} to route at this threshold")
     return 0
