@@ -198,7 +198,7 @@ def test_outcome_labels_from_logs():
     labels = outcome_labels(records, cheapest_tiers={"fast"}, implicit_easy=False)
     assert labels["escalated"] == "hard"
     assert labels["retried"] == "hard"
-    assert "strong-retried" not in labels  # retrying a strong-tier response says nothing about the tier
+    assert "strong-retried" not in labels  # a retry after a strong-tier response is no evidence against the cheap tier
     assert labels["same-1"] == "hard"
     assert labels["labelled"] == "easy"
     assert "quiet" not in labels
