@@ -306,3 +306,9 @@ def test_price_ratio_without_prices(policy):
     # stay: 1000 * 4 * 0.1 + 400 * 20 = 8,400; switch: 1000 * 1 * 1.25 + 400 * 5 = 3,250
     assert estimate.cost_stay == pytest.approx(8_400)
     assert estimate.cost_switch == pytest.approx(3_250)
+
+
+def test_alias_name_with_glob_characters_matches_exactly(policy):
+    aliases = {"claude-sonnet-4-5[1m]": "fast", "*": "auto"}
+    decision = route_tier(make_ctx(HARD, model="claude-sonnet-4-5[1m]"), policy.model_copy(update={"aliases": aliases}), TierSessions(), None)
+    assert (decision["tier"], decision["decided_by"]) == ("fast", "alias")

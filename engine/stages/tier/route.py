@@ -91,7 +91,8 @@ def route_tier(ctx: RequestContext, policy: Policy, sessions: TierSessions, embe
 def resolve_alias(aliases: dict[str, str], requested_model: str) -> tuple[str | None, str | None]:
     """Return (pattern, target) of the first alias, in mapping order, whose name or glob matches."""
     for pattern, target in aliases.items():
-        if fnmatch.fnmatchcase(requested_model, pattern):
+        # Equality first: a model name may contain glob characters such as `[1m]`.
+        if pattern == requested_model or fnmatch.fnmatchcase(requested_model, pattern):
             return pattern, target
     return None, None
 
