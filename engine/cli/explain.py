@@ -69,7 +69,7 @@ def parse_request(protocol: str, body: Any) -> tuple[dict[str, Any], dict[str, A
 
 
 async def explain_file(path: Path, policies: Any, team: str, runtime: Any, forced_protocol: str) -> dict[str, Any]:
-    from engine.pipeline.context import RequestContext, session_id_from_headers
+    from engine.pipeline.context import RequestContext, conversation_session_id, session_id_from_headers
     from engine.pipeline.run import run_pipeline
     from engine.protocol.errors import ProtocolError
 
@@ -93,7 +93,8 @@ async def explain_file(path: Path, policies: Any, team: str, runtime: Any, force
         body=canonical,
         headers=headers,
         team=team,
-        session_id=session_id_from_headers(headers, policy.sessions.header),
+        session_id=session_id_from_headers(headers, policy.sessions.header)
+        or (conversation_session_id(canonical) if policy.sessions.derive_from_conversation else None),
         requested_model=str(body.get("model") or "") if isinstance(body, dict) else "",
         stream=bool(side.get("stream")),
     )

@@ -30,7 +30,7 @@ class ClientProtocol(Protocol):
 
     def stream_writer(self, side: dict[str, Any], response_id: str, model: str) -> StreamWriter: ...
 
-    def error_body(self, status: int, message: str, error_type: str | None = None) -> dict[str, Any]: ...
+    def error_body(self, status: int, message: str, error_type: str | None = None, param: str | None = None) -> dict[str, Any]: ...
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -53,7 +53,7 @@ class AnthropicClient:
     def stream_writer(self, side: dict[str, Any], response_id: str, model: str) -> StreamWriter:
         return AnthropicStreamWriter()
 
-    def error_body(self, status: int, message: str, error_type: str | None = None) -> dict[str, Any]:
+    def error_body(self, status: int, message: str, error_type: str | None = None, param: str | None = None) -> dict[str, Any]:
         return anthropic_error_body(status, message, error_type)
 
 
@@ -103,8 +103,8 @@ class OpenAIChatClient:
         include_usage = bool((side.get("stream_options") or {}).get("include_usage"))
         return ChatStreamWriter(model, response_id, side["created"], include_usage)
 
-    def error_body(self, status: int, message: str, error_type: str | None = None) -> dict[str, Any]:
-        return openai_error_body(status, message)
+    def error_body(self, status: int, message: str, error_type: str | None = None, param: str | None = None) -> dict[str, Any]:
+        return openai_error_body(status, message, param=param)
 
 
 class OpenAIResponsesClient:
@@ -126,8 +126,8 @@ class OpenAIResponsesClient:
 
         return ResponsesStreamWriter(side, response_id, side["created"])
 
-    def error_body(self, status: int, message: str, error_type: str | None = None) -> dict[str, Any]:
-        return openai_error_body(status, message)
+    def error_body(self, status: int, message: str, error_type: str | None = None, param: str | None = None) -> dict[str, Any]:
+        return openai_error_body(status, message, param=param)
 
 
 ANTHROPIC = AnthropicClient()

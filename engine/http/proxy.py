@@ -15,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 
 from engine.http.auth import AuthError, resolve_team
 from engine.http.client_protocols import ClientProtocol, json_response
-from engine.pipeline.context import RequestContext, session_id_from_headers
+from engine.pipeline.context import RequestContext, conversation_session_id, session_id_from_headers
 from engine.pipeline.run import run_pipeline
 from engine.policy.loader import PolicySet
 from engine.policy.models import Policy
@@ -72,9 +72,9 @@ class InferenceCall:
         self.ctx: RequestContext | None = None
         self.policy: Policy | None = None
 
-    def error(self, status: int, message: str, error_type: str | None = None) -> Response:
+    def error(self, status: int, message: str, error_type: str | None = None, param: str | None = None) -> Response:
         headers = gateway_headers(self.request_id, self.policies, self.ctx)
-        return json_response(self.protocol.error_body(status, message, error_type), status, headers)
+        return json_response(self.protocol.error_body(status, message, error_type, param), status, headers)
 
     async def handle(self) -> Response:
         headers = lower_headers(self.request)
@@ -96,7 +96,7 @@ class InferenceCall:
         try:
             body, side = self.protocol.parse(data)
         except ProtocolError as exc:
-            return self.error(exc.status, str(exc), exc.error_type)
+            return self.error(exc.status, str(exc), exc.error_type, exc.param)
         side.setdefault("created", int(time.time()))
 
         ctx = self.ctx = RequestContext(
@@ -105,7 +105,8 @@ class InferenceCall:
             body=body,
             headers=headers,
             team=team,
-            session_id=session_id_from_headers(headers, policy.sessions.header),
+            session_id=session_id_from_headers(headers, policy.sessions.header)
+            or (conversation_session_id(body) if policy.sessions.derive_from_conversation else None),
             requested_model=str(data.get("model") or "") if isinstance(data, dict) else "",
             stream=bool(side.get("stream")),
         )
@@ -148,9 +149,10 @@ class InferenceCall:
         try:
             async for event in upstream.events():
                 if event.get("type") == "error":
+                    # The writer maps the upstream's error type (overloaded, rate limited ...) itself.
                     details = event.get("error") or {}
                     error = str(details.get("message") or "upstream error")
-                    for chunk in writer.error(502, error):
+                    for chunk in writer.feed(event):
                         yield chunk
                     break
                 assembler.feed(event)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import orjson
 
 ClientProtocol = Literal["anthropic", "openai-chat", "openai-responses"]
 
@@ -45,3 +49,23 @@ def session_id_from_headers(headers: dict[str, str], extra_header: str | None = 
     if extra_header:
         return headers.get(extra_header.lower()) or None
     return None
+
+
+def conversation_session_id(body: dict[str, Any]) -> str | None:
+    """Derive a session id from the start of a conversation, for clients that send none.
+
+    Aider, Cline and Cursor send no session header, but every request of one conversation repeats
+    its system prompt and first user message, so their hash identifies the conversation. Two
+    conversations that start with the same system prompt and the same first message share an id,
+    which only makes them share the sticky tool set and tier.
+    """
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return None
+    first_user = next((m for m in messages if isinstance(m, dict) and m.get("role") == "user"), None)
+    if first_user is None:
+        return None
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(orjson.dumps(body.get("system")))
+    digest.update(orjson.dumps(first_user.get("content")))
+    return "derived-" + digest.hexdigest()

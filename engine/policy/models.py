@@ -64,6 +64,11 @@ class Provider(Strict):
     )
     # ollama
     num_ctx: int | None = Field(None, ge=512, description="ollama: context window set on every request.")
+    think: bool = Field(
+        False,
+        description="ollama: forward the client's thinking request as `think`. Models without thinking support "
+        "reject it, and Claude Code asks for thinking on most turns, so it is off unless the model supports it.",
+    )
     # openai and openai-compatible
     wire_api: Literal["chat", "responses"] = Field(
         "chat", description="openai: send requests upstream as Chat Completions or as Responses."
@@ -127,6 +132,11 @@ class Sessions(Strict):
     max_sessions: int = Field(10_000, ge=1, description="Agent sessions remembered (least recently used evicted).")
     idle_ttl: Duration = Field(6 * 3600.0, description="A session idle this long is forgotten.")
     header: str | None = Field(None, description="An extra request header that carries a session id.")
+    derive_from_conversation: bool = Field(
+        True,
+        description="Without a session header, identify a session by a hash of its system prompt and first "
+        "user message, so that tool sets and tiers stay sticky for clients that send no session id.",
+    )
 
 
 class Policy(Strict):

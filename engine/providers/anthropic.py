@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from engine.policy.models import Provider
+from engine.protocol.anthropic import drop_unsigned_thinking
 from engine.protocol.errors import ProtocolError
 from engine.protocol.sse import SSEParser
 from engine.providers.base import PreparedRequest, api_key, dumps, join_url, json_error_message
@@ -28,7 +29,7 @@ class AnthropicAdapter:
         self._key = api_key(config)
 
     def prepare(self, body: dict[str, Any], model: str, stream: bool, client_headers: dict[str, str]) -> PreparedRequest:
-        upstream = dict(body)
+        upstream = dict(drop_unsigned_thinking(body))
         upstream["model"] = model
         if stream:
             upstream["stream"] = True

@@ -27,7 +27,8 @@ class OllamaAdapter:
         self._key = api_key(config)
 
     def prepare(self, body: dict[str, Any], model: str, stream: bool, client_headers: dict[str, str]) -> PreparedRequest:
-        upstream = ollama.canonical_to_ollama_request(body, model, num_ctx=self.config.num_ctx, stream=stream)
+        upstream = ollama.canonical_to_ollama_request(body, model, num_ctx=self.config.num_ctx, stream=stream,
+                                                      send_think=self.config.think)
         headers = {"content-type": "application/json"}
         if self._key:
             headers["authorization"] = f"Bearer {self._key}"

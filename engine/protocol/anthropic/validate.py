@@ -145,15 +145,23 @@ def validate_count_tokens_request(body: object) -> dict[str, Any]:
     return _validate(body, CountTokensRequest)
 
 
+# The Responses translator packs an OpenAI reasoning item into a thinking block's signature behind
+# this prefix; Anthropic cannot verify such a signature, so it counts as unsigned here.
+OPENAI_REASONING_PREFIX = "openai-reasoning:"
+
+
 def _is_unsigned_thinking(block: Any) -> bool:
-    return isinstance(block, dict) and block.get("type") == "thinking" and not block.get("signature")
+    if not isinstance(block, dict) or block.get("type") != "thinking":
+        return False
+    signature = block.get("signature")
+    return not signature or (isinstance(signature, str) and signature.startswith(OPENAI_REASONING_PREFIX))
 
 
 def drop_unsigned_thinking(body: dict[str, Any]) -> dict[str, Any]:
-    """Remove thinking blocks without a signature before a request goes to Anthropic.
+    """Remove thinking blocks without an Anthropic signature before a request goes to Anthropic.
 
-    Such blocks come from OpenAI-style providers (`reasoning_content`) or Chat clients, and the
-    Anthropic API rejects them. Returns `body` itself when there is none, so the common case costs
+    Such blocks come from OpenAI-style providers (`reasoning_content`, Responses reasoning items) or
+    Chat clients, and the Anthropic API rejects them. Returns `body` itself when there is none, so the common case costs
     no copy. Otherwise returns a shallow copy where only the changed messages are new. An assistant
     message left empty is removed. Anthropic requires the last assistant message to start with a
     thinking block when thinking is on and that message calls tools, so if that block was removed,

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from engine.protocol.anthropic.validate import OPENAI_REASONING_PREFIX
 from engine.protocol.errors import ProtocolError
 
 # Anthropic rejects a request without `max_tokens`, and Codex sends no `max_output_tokens`.
@@ -25,11 +26,10 @@ CUSTOM_TOOL_INPUT_KEY = "input"
 # `encrypted_content` of a reasoning item that carries an Anthropic `redacted_thinking` block.
 REDACTED_THINKING_PREFIX = "anthropic-redacted:"
 
-# Signature of a canonical thinking block made from an OpenAI reasoning item:
-# `openai-reasoning:<item id>:<encrypted_content>`. The prefix tells adapters that the block is no
-# Anthropic thinking (Anthropic rejects the signature), and the id and content let a Responses
-# upstream get its reasoning item back.
-OPENAI_REASONING_PREFIX = "openai-reasoning:"
+# OPENAI_REASONING_PREFIX starts the signature of a canonical thinking block made from an OpenAI
+# reasoning item: `openai-reasoning:<item id>:<encrypted_content>`. The prefix tells adapters that the
+# block is no Anthropic thinking (Anthropic rejects the signature), and the id and content let a
+# Responses upstream get its reasoning item back.
 
 IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 
