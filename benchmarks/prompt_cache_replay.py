@@ -5,8 +5,8 @@ Run from the repository root:
     python benchmarks/prompt_cache_replay.py [--sessions 3] [--requests 24] [--json benchmarks/out/prompt_cache_replay.json]
 
 For every client format and prompt-caching mode, the script starts a fresh
-`leangate stub-upstream --prompt-cache` (the Anthropic caching rules simulated by
-`engine.stub.prompt_cache`) and a `leangate serve` on a copy of the shipped policies, then replays
+`leangate stub-upstream --prompt-cache`, which simulates the Anthropic caching rules of
+`engine.stub.prompt_cache`, and a `leangate serve` on a copy of the shipped policies. It then replays
 generated Claude Code sessions (`benchmarks/sessions.py`: Claude Code's system prompt and 16 tools,
 a history that grows by a tool call and its result on every request) over HTTP on loopback. Each
 configuration gets its own stub, so no configuration reads prefixes that another one wrote; the
@@ -45,8 +45,8 @@ from benchmarks.sessions import MIXED_PROMPTS, agent_session, anthropic_request,
 from engine.localrun import start_gateway, start_stub  # noqa: E402
 
 # Anthropic list prices for Claude Sonnet 4.5 in dollars per million tokens: $3 input and $15 output
-# as listed on Anthropic's Sonnet 4.5 model page (read 2026-12-04, which also says the model retires
-# on 2026-11-30); a 5-minute cache write costs 1.25x input and a cache read 0.1x.
+# as listed on Anthropic's Sonnet 4.5 model page, read 2026-12-04. That page gives 2026-11-30 as the
+# model's retirement date. A 5-minute cache write costs 1.25x input and a cache read 0.1x.
 PRICE_DATE = "2026-12-04"
 PRICES = {"input": 3.00, "cache_write": 3.75, "cache_read": 0.30, "output": 15.00}
 MODEL = "leangate-strong"

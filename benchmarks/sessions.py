@@ -1,8 +1,8 @@
 """Generate realistic multi-turn coding-agent sessions and render them in three client formats.
 
 A session is what Claude Code, Codex or Cursor sends over one task: a fixed tool list and system
-prompt, then a history that grows by an assistant tool call and its tool result on every request,
-with a new user prompt every few rounds. Each request of a session repeats the whole history, so
+prompt, then a growing history. Every request adds an assistant tool call and its tool result, and a
+new user prompt comes every few rounds. Each request of a session repeats the whole history, so
 almost all of its input is the previous request's prompt again.
 
     from benchmarks.sessions import agent_session, anthropic_request, chat_request, responses_request
@@ -57,7 +57,7 @@ _FILES = ("src/shop/orders.py", "src/shop/invoice.py", "src/shop/importer.py", "
 class AgentSession:
     """One generated session: canonical (Anthropic Messages) history and the request boundaries.
 
-    `requests[i]` is the number of messages sent in request i; every request ends on a user message.
+    `requests[i]` is the number of messages sent in request i. Every request ends on a user message.
     """
 
     session_id: str
@@ -82,7 +82,7 @@ def agent_session(requests: int = 24, seed: int = 0, prompts: tuple[str, ...] = 
     """Generate a session of `requests` requests.
 
     Each user prompt is followed by a random number of tool rounds within `rounds` (inclusive), then
-    a short final answer; prompts are used in order and repeat when there are more turns than prompts.
+    a short final answer. Prompts are used in order, and repeat when the session needs more of them.
     """
     if requests < 1:
         raise ValueError(f"requests must be at least 1, got {requests}")

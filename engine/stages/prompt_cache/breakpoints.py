@@ -32,7 +32,7 @@ class PrefixBlock:
 
 
 def walk_prefix(body: dict[str, Any]) -> list[PrefixBlock]:
-    """List the blocks of a request in prefix order; token counts follow `engine.tokens.count_request`."""
+    """List the blocks of a request in prefix order, with token counts as `engine.tokens.count_request` makes them."""
     blocks: list[PrefixBlock] = []
     total = 0
 
@@ -87,7 +87,7 @@ def is_markable(block: Any) -> bool:
 
 
 def control_ttl(control: Any) -> str:
-    """Return the TTL of a cache_control value; Anthropic's default is 5 minutes."""
+    """Return the TTL of a cache_control value, which is 5 minutes when it names none (the API default)."""
     if isinstance(control, dict) and control.get("ttl") == "1h":
         return "1h"
     return "5m"

@@ -2,8 +2,8 @@
 cacheable prefix per model family.
 
 The section resolves a setting from the most specific level that sets it: the tier under the
-provider, then the provider, then `default`. A mode is one value for every client protocol or a
-mapping from client protocol to mode; a protocol missing from a mapping falls through to the next
+provider, then the provider, then `default`. A mode is one value for every client protocol, or a
+mapping from client protocol to mode. A protocol missing from a mapping falls through to the next
 level.
 """
 
@@ -32,7 +32,7 @@ class _Strict(BaseModel):
 
 
 class CachingRule(_Strict):
-    """Prompt-caching settings at one level; unset fields come from the next, less specific level."""
+    """Prompt-caching settings at one level. Unset fields come from the next, less specific level."""
 
     mode: CacheMode | dict[ClientProtocolName, CacheMode] | None = Field(
         None,
@@ -86,7 +86,7 @@ class PromptCachingSection(_Strict):
     )
     min_tokens: dict[str, Annotated[int, Field(ge=0)]] = Field(
         default_factory=lambda: {"*": FALLBACK_MIN_TOKENS},
-        description="Model name glob -> minimum prefix length in tokens that the provider caches; the "
+        description="Model name glob -> minimum prefix length in tokens that the provider caches. The "
         "first matching glob wins. A breakpoint whose prefix is shorter is not added.",
     )
 

@@ -1,14 +1,14 @@
 """The prompt-caching stage: keep, add or strip Anthropic `cache_control` breakpoints.
 
 Anthropic bills a cached prefix at a tenth of the input price, but only up to a block that carries
-`cache_control`. Claude Code marks its requests; the OpenAI-format agents (Cursor, Aider, Cline,
+`cache_control`. Claude Code marks its requests. The OpenAI-format agents (Cursor, Aider, Cline,
 Codex) mark nothing, so their traffic translated to an Anthropic upstream would be billed in full on
 every turn. In `inject` mode this stage places the breakpoints that an agent would: on the last
 tool, on the last system block, and on the last block of the latest turn (and of the previous user
 turn), so each turn reads the prefix the turn before wrote.
 
 OpenAI, Azure OpenAI and OpenAI-compatible providers cache prefixes automatically and Ollama not at
-all; none of them takes `cache_control`, and their translators drop it. For them the stage changes
+all. None of them takes `cache_control`, and their translators drop it. For them the stage changes
 nothing and its decision lists the client's breakpoints under `removed`.
 """
 
