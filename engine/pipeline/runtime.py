@@ -17,6 +17,7 @@ from engine.policy.models import Policy
 from engine.providers.dispatch import Upstreams
 from engine.stages.cache import cache_for, close_caches
 from engine.stages.compress.stage import compress
+from engine.stages.prompt_cache.stage import apply_prompt_caching
 from engine.stages.tier.route import route_tier
 from engine.stages.tier.sessions import TierSessions
 from engine.stages.tools.select import select_tools
@@ -130,8 +131,7 @@ class Runtime:
         return route_tier(ctx, policy, self.tier_sessions, embedder)
 
     def apply_prompt_caching(self, ctx: RequestContext, policy: Policy, tier: dict[str, Any]) -> dict[str, Any] | None:
-        # TODO: wire the prompt-caching stage.
-        return None
+        return apply_prompt_caching(ctx, policy, tier)
 
     async def aclose(self) -> None:
         await self.upstreams.aclose()
