@@ -110,6 +110,7 @@ class InferenceCall:
             requested_model=str(data.get("model") or "") if isinstance(data, dict) else "",
             stream=bool(side.get("stream")),
         )
+        ctx.scratch["body_bytes"] = len(raw)
         try:
             outcome = await run_pipeline(ctx, policy, self.gateway.runtime)
         except ProtocolError as exc:

@@ -6,7 +6,7 @@ stores anything in the cache and never calls an upstream).
 
 from __future__ import annotations
 
-import fnmatch
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +16,12 @@ from engine.pipeline.context import RequestContext
 from engine.pipeline.runtime import Runtime
 from engine.policy.models import Policy
 from engine.providers.dispatch import Target
+
+
+# Stages cost time in proportion to the request (a 1 MB JSON tool result takes compression about
+# half a second the first time it is seen). Above this size their synchronous work runs in a worker
+# thread so that one large request does not stall every other request on the event loop.
+LARGE_BODY_BYTES = 256 * 1024
 
 
 @dataclass
@@ -42,14 +48,6 @@ def clamp_max_tokens(body: dict[str, Any], policy: Policy, model: str) -> dict[s
     return {"requested": requested, "sent": limits.max_output_tokens}
 
 
-def alias_target(policy: Policy, requested_model: str) -> str:
-    """Return the tier name (or `auto`) that the policy's aliases give a requested model."""
-    for pattern, target in policy.aliases.items():
-        if pattern == requested_model or fnmatch.fnmatchcase(requested_model, pattern):
-            return target
-    return "auto"
-
-
 def targets_for(policy: Policy, tier_name: str) -> list[Target]:
     tier = policy.tier(tier_name)
     return [Target(tier.provider, tier.model), *(Target(f.provider, f.model) for f in tier.fallbacks)]
@@ -58,11 +56,15 @@ def targets_for(policy: Policy, tier_name: str) -> list[Target]:
 async def run_pipeline(ctx: RequestContext, policy: Policy, runtime: Runtime, *, dry_run: bool = False) -> PipelineOutcome:
     started = time.perf_counter()
     outcome = PipelineOutcome()
-    body = ctx.body
-    before = tokens.count_request(body)
+    large = ctx.scratch.get("body_bytes", 0) > LARGE_BODY_BYTES
 
-    ctx.record["tools"] = runtime.select_tools(ctx, policy)
-    ctx.record["compression"] = runtime.compress(ctx, policy)
+    def first_stages() -> int:
+        before = tokens.count_request(ctx.body)
+        ctx.record["tools"] = runtime.select_tools(ctx, policy)
+        ctx.record["compression"] = runtime.compress(ctx, policy)
+        return before
+
+    before = await asyncio.to_thread(first_stages) if large else first_stages()
 
     hit, cache_decision = await runtime.cache_lookup(ctx, policy, dry_run=dry_run)
     if cache_decision is not None:
@@ -71,7 +73,7 @@ async def run_pipeline(ctx: RequestContext, policy: Policy, runtime: Runtime, *,
         outcome.cache_hit = hit
         ctx.record["tokens"] = {"before": before, "after": 0}
         ctx.record["tier"] = {"tier": None, "provider": None, "model": None, "decided_by": "cache"}
-        outcome.pipeline_ms = (time.perf_counter() - started) * 1000
+        outcome.pipeline_ms = ctx.record["pipeline_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return outcome
 
     tier = runtime.route_tier(ctx, policy)
@@ -87,5 +89,5 @@ async def run_pipeline(ctx: RequestContext, policy: Policy, runtime: Runtime, *,
         ctx.record["prompt_cache"] = prompt_cache
 
     ctx.record["tokens"] = {"before": before, "after": tokens.count_request(ctx.body)}
-    outcome.pipeline_ms = (time.perf_counter() - started) * 1000
+    outcome.pipeline_ms = ctx.record["pipeline_ms"] = round((time.perf_counter() - started) * 1000, 3)
     return outcome
