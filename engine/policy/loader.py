@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from engine.policy.errors import PolicyError, PolicyIssue
 from engine.policy.models import Policy, reference_errors
+from engine.stages.tier.checks import tier_reference_errors
 from engine.policy.yaml_source import (
     KeyPath,
     Position,
@@ -220,7 +221,7 @@ class _Loader:
         except ValidationError as error:
             self.issues.extend(_issues_from_validation(error, layers))
             return None
-        problems = reference_errors(policy)
+        problems = reference_errors(policy) + tier_reference_errors(policy)
         for loc, message in problems:
             position = _position_for(loc, layers)
             self.issues.append(PolicyIssue(position.file, position.line, position.column, format_key_path(loc), message))
