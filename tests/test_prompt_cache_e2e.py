@@ -75,23 +75,40 @@ def message_count(body: dict) -> int:
     return len(body["messages"] if "messages" in body else body["input"])
 
 
-def replay(url: str, protocol: str, team: str, turns: int = TURNS, model: str = "claude-sonnet-4-5") -> str:
-    """Send a generated session; return the tag that its upstream recordings contain."""
+def replay(url: str, protocol: str, team: str, turns: int = TURNS, model: str = "claude-sonnet-4-5") -> tuple[str, list[str]]:
+    """Send a generated session; return the tag that its upstream recordings contain, and the request ids."""
     seed = random.randrange(1 << 40)
     session = agent_session(turns, seed=seed, prompts=EDIT_PROMPTS)
     headers = session_headers(protocol, session.session_id, team)
+    request_ids = []
     with httpx.Client(base_url=url, timeout=30.0) as client:
         for index in range(turns):
             body = RENDER[protocol](session, index, model)
             response = client.post(PATHS[protocol], content=orjson.dumps(body), headers=headers)
             assert response.status_code == 200, response.text
-    return f"(task {seed}-0)"
+            request_ids.append(response.headers["x-leangate-request-id"])
+    return f"(task {seed}-0)", request_ids
+
+
+def decision_records(path: Path, request_ids: list[str], timeout: float = 10.0) -> list[dict]:
+    """Return the decision records of the given requests, in the same order."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {}
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                record = json.loads(line) if line.strip() else {}
+                if record.get("request_id") in request_ids:
+                    found[record["request_id"]] = record
+        if len(found) == len(request_ids) or time.monotonic() > deadline:
+            return [found[request_id] for request_id in request_ids if request_id in found]
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("team", ["via-anthropic", "via-openai"])
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_cached_prefix_is_byte_stable(gateway, stub, protocol, team):
-    tag = replay(gateway.url, protocol, team)
+    tag, _ = replay(gateway.url, protocol, team)
     bodies = recorded_bodies(stub.extra["record"], tag, TURNS)
     assert len(bodies) == TURNS
 
@@ -106,7 +123,7 @@ def test_cached_prefix_is_byte_stable(gateway, stub, protocol, team):
 
 
 def test_openai_clients_get_breakpoints_on_anthropic(gateway, stub):
-    tag = replay(gateway.url, "openai-chat", "via-anthropic", turns=3)
+    tag, _ = replay(gateway.url, "openai-chat", "via-anthropic", turns=3)
     bodies = recorded_bodies(stub.extra["record"], tag, 3)
     last = bodies[-1]
     assert last["tools"][-1]["cache_control"] == {"type": "ephemeral"}
@@ -115,10 +132,34 @@ def test_openai_clients_get_breakpoints_on_anthropic(gateway, stub):
 
 
 def test_openai_upstream_gets_no_cache_control(gateway, stub):
-    tag = replay(gateway.url, "anthropic", "via-openai", turns=2)
+    tag, request_ids = replay(gateway.url, "anthropic", "via-openai", turns=2)
     bodies = recorded_bodies(stub.extra["record"], tag, 2)
     assert len(bodies) == 2
     assert all("cache_control" not in json.dumps(body) for body in bodies)
+
+    records = decision_records(gateway.extra["decisions"], request_ids)
+    assert len(records) == 2
+    decision = records[-1]["prompt_cache"]
+    assert decision["provider_kind"] == "openai"
+    assert decision["carried"] == []
+    assert decision["removed"] == ["system[1]", "messages[2].content[0]"]
+    assert "caches prompt prefixes automatically" in decision["reason"]
+
+
+def test_off_mode_strips_client_breakpoints(start_gateway, stub):
+    def turn_off(policy_dir: Path) -> None:
+        team = policy_dir / "teams" / "no-caching.yaml"
+        team.write_text("extends: default\nprompt_caching:\n  default: {mode: 'off'}\n", encoding="utf-8")
+
+    gateway = start_gateway(turn_off)
+    tag, request_ids = replay(gateway.url, "anthropic", "no-caching", turns=2)
+    bodies = recorded_bodies(stub.extra["record"], tag, 2)
+    assert len(bodies) == 2
+    assert all("cache_control" not in json.dumps(body) for body in bodies)
+
+    records = decision_records(gateway.extra["decisions"], request_ids)
+    assert [record["prompt_cache"]["mode"] for record in records] == ["off", "off"]
+    assert records[-1]["prompt_cache"]["removed"] == ["system[1]", "messages[2].content[0]"]
 
 
 # --- usage mapping with the stub's prompt-cache simulation ------------------------------------------
