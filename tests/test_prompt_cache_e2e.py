@@ -3,7 +3,7 @@
 Two properties are checked over real HTTP:
 - The prefix that the provider caches (tools, system, and the messages of the previous request) is
   byte-identical from one upstream request to the next, for Anthropic, OpenAI Chat and Responses
-  clients, and for Anthropic and OpenAI upstreams.
+  clients, and for every upstream kind.
 - Usage reaches each client in its own protocol's convention, with the stub simulating prompt
   caching: Anthropic `input_tokens` excludes cached tokens, Chat `prompt_tokens` and Responses
   `input_tokens` include them and name them in their details.
@@ -24,7 +24,7 @@ import pytest
 
 from benchmarks.sessions import EDIT_PROMPTS, agent_session, anthropic_request, chat_request, responses_request
 from engine.localrun import start_stub
-from tests.conftest import launch_gateway
+from tests.conftest import ADAPTER_TEAMS, launch_gateway
 
 PATHS = {"anthropic": "/v1/messages", "openai-chat": "/v1/chat/completions", "openai-responses": "/v1/responses"}
 RENDER = {"anthropic": anthropic_request, "openai-chat": chat_request, "openai-responses": responses_request}
@@ -105,7 +105,7 @@ def decision_records(path: Path, request_ids: list[str], timeout: float = 10.0) 
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("team", ["via-anthropic", "via-openai"])
+@pytest.mark.parametrize("team", list(ADAPTER_TEAMS))
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_cached_prefix_is_byte_stable(gateway, stub, protocol, team):
     tag, _ = replay(gateway.url, protocol, team)

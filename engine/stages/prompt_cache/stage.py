@@ -52,6 +52,10 @@ def apply_prompt_caching(ctx: RequestContext, policy: Policy, tier: dict) -> dic
     `carried` (the client's breakpoints that are sent), `added`, `removed` (locations such as
     `tools[15]`, `system[1]`, `messages[7].content[2]`, or `cache_control` for the top-level
     field) and `cached_prefix_tokens`, the estimated tokens up to the last breakpoint sent.
+
+    NOTE: the decision follows the chosen target only. A fallback to another provider kind gets the
+    same body: breakpoints added for an Anthropic target are dropped by an OpenAI translator, and an
+    Anthropic fallback behind an OpenAI target gets only the client's own breakpoints.
     """
     provider_name = str(tier.get("provider"))
     model = str(tier.get("model"))
