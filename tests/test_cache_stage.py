@@ -526,3 +526,15 @@ def test_embedder_failure_leaves_exact_matching(caplog):
     assert decision["match"] == "exact"
     assert cached["content"][0]["text"] == "a monoid"
     assert cache.stats()["vectors"] == 0
+
+
+def test_cache_for_hands_entries_to_replacement(tmp_path, minilm):
+    first_policy = make_policy(persistence={"directory": str(tmp_path)}, max_entries=50)
+    first = cache_for(first_policy.cache, minilm)
+    run(first.store(make_ctx("what is a monad?"), first_policy, answer("a monoid")))
+
+    second_policy = make_policy(persistence={"directory": str(tmp_path)}, max_entries=60)
+    second = cache_for(second_policy.cache, minilm)
+
+    assert second is not first
+    assert run(second.lookup(make_ctx("what is a monad?"), second_policy))[0]["content"][0]["text"] == "a monoid"

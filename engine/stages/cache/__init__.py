@@ -31,14 +31,29 @@ def cache_for(section: CacheSection, embedder: Embedder | None = None) -> Semant
     another embedder, size, index or persistence folder gets its own cache. `embedder` replaces the
     one `section.embedder` names when the cache is first built (it must be that same model).
     """
+    # NOTE: a memory-only cache built for settings that a reload replaced stays in memory until the
+    # process ends. A persisted one is written and dropped when a cache for its folder replaces it, so
+    # two teams with different store settings must not share a persistence folder.
     key = json.dumps(section.store_settings(), sort_keys=True)
     with _caches_lock:
         cache = _caches.get(key)
         if cache is None:
+            _retire_caches_of(section.persistence.directory)
             cache = SemanticCache(section, embedder)
             _caches[key] = cache
             logger.info("semantic cache created (%d in use)", len(_caches))
         return cache
+
+
+def _retire_caches_of(directory: str | None) -> None:
+    """Write and drop the caches that persist to `directory`, so the new cache reads their entries."""
+    if directory is None:
+        return
+    for key, cache in list(_caches.items()):
+        if cache.section.persistence.directory == directory:
+            cache.flush()
+            del _caches[key]
+            logger.info("semantic cache for %s replaced after a settings change", directory)
 
 
 async def close_caches() -> None:

@@ -78,6 +78,8 @@ def scope_key(ctx: RequestContext, scope: CacheScope) -> str:
         "sampling": _canonical({name: ctx.body.get(name) for name in ("temperature", "top_p", "top_k", "thinking")}),
     }
     if scope.model:
+        # The requested model, because tier routing picks the target model after the lookup. Within
+        # one policy the same requested model and a similar prompt reach the same tier in most cases.
         parts["model"] = requested_model(ctx)
     if scope.system:
         parts["system"] = _canonical(_system_blocks(ctx.body))

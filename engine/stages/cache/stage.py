@@ -349,6 +349,8 @@ class SemanticCache:
         while len(self._entries) > self.section.max_entries:
             oldest = next(iter(self._entries))
             self._remove(oldest)
+        # NOTE: the sweep uses this cache's own TTL. A team whose policy sets a longer TTL loses its
+        # entries at this one; lookups apply the request policy's TTL either way.
         if now - self._last_sweep >= _SWEEP_INTERVAL:
             self._last_sweep = now
             expired = [entry_id for entry_id, entry in self._entries.items() if now - entry.created > self.section.ttl]
