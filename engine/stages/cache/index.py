@@ -57,7 +57,9 @@ class ScopeIndex:
         if len(self) == 0:
             return []
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
-        wanted = min(count + len(self._removed), self._index.ntotal)
+        # Removed ids still in an HNSW graph can take result slots, so ask for a few more. The cap keeps
+        # k small: a large k makes an HNSW search much slower.
+        wanted = min(count + min(len(self._removed), 64), self._index.ntotal)
         scores, ids = self._index.search(query, wanted)
         results = []
         for entry_id, score in zip(ids[0].tolist(), scores[0].tolist()):
