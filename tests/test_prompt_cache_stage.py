@@ -196,6 +196,31 @@ def test_inject_ttl_1h_from_policy():
     PromptCacheSimulator().anthropic_usage(body)  # raises if the API would reject the order
 
 
+def test_inject_1h_adds_beta_header():
+    body = unmarked_request()
+    ctx = RequestContext(request_id="test", protocol="openai-chat", body=body, headers={"anthropic-beta": "fine-grained-tool-streaming-2025-05-14"})
+
+    decision = apply_prompt_caching(ctx, make_policy({"default": {"mode": "inject", "ttl": "1h"}}), STRONG)
+
+    assert decision["anthropic_beta_added"] == "extended-cache-ttl-2025-04-11"
+    assert ctx.headers["anthropic-beta"] == "fine-grained-tool-streaming-2025-05-14,extended-cache-ttl-2025-04-11"
+
+
+def test_inject_5m_leaves_headers_alone():
+    ctx = RequestContext(request_id="test", protocol="openai-chat", body=unmarked_request(), headers={})
+    decision = apply_prompt_caching(ctx, make_policy(), STRONG)
+    assert "anthropic_beta_added" not in decision
+    assert ctx.headers == {}
+
+
+def test_inject_1h_without_beta_when_policy_says_null():
+    ctx = RequestContext(request_id="test", protocol="openai-chat", body=unmarked_request(), headers={})
+    policy = make_policy({"default": {"mode": "inject", "ttl": "1h"}, "extended_ttl_beta": None})
+    decision = apply_prompt_caching(ctx, policy, STRONG)
+    assert "anthropic_beta_added" not in decision
+    assert ctx.headers == {}
+
+
 def test_inject_1h_after_client_5m_falls_back_to_5m():
     body = unmarked_request()
     body["system"][1]["cache_control"] = EPHEMERAL

@@ -90,6 +90,12 @@ class PromptCachingSection(_Strict):
         "first matching glob wins. A breakpoint whose prefix is shorter is not added.",
     )
 
+    extended_ttl_beta: str | None = Field(
+        "extended-cache-ttl-2025-04-11",
+        description="`anthropic-beta` value sent with a request when `inject` adds a 1h breakpoint, "
+        "because Anthropic introduced the 1-hour TTL behind this beta flag. Null sends none.",
+    )
+
     _min_tokens_patterns: list[tuple[re.Pattern[str], int]] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")

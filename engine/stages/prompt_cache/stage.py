@@ -96,6 +96,9 @@ def apply_prompt_caching(ctx: RequestContext, policy: Policy, tier: dict) -> dic
     decision["carried"] = client_locations
     if settings.mode == "inject":
         decision["added"] = _inject(body, settings)
+        beta = policy.prompt_caching.extended_ttl_beta
+        if beta and decision["added"] and _has_1h_breakpoint(body) and _add_beta(ctx.headers, beta):
+            decision["anthropic_beta_added"] = beta
     elif len(client_locations) > MAX_BREAKPOINTS:
         decision["warning"] = (
             f"the client sent {len(client_locations)} cache_control breakpoints; Anthropic accepts at most {MAX_BREAKPOINTS}"
@@ -115,6 +118,20 @@ def cached_prefix_tokens(body: dict[str, Any]) -> int:
         return blocks[-1].tokens_end
     marked = [block.tokens_end for block in blocks if has_breakpoint(block.block)]
     return marked[-1] if marked else 0
+
+
+def _has_1h_breakpoint(body: dict[str, Any]) -> bool:
+    return any(has_breakpoint(block.block) and control_ttl(block.block["cache_control"]) == "1h" for block in walk_prefix(body))
+
+
+def _add_beta(headers: dict[str, str], beta: str) -> bool:
+    """Add `beta` to the request's `anthropic-beta` header, which the Anthropic adapter forwards;
+    return whether it was missing."""
+    present = [value.strip() for value in headers.get("anthropic-beta", "").split(",") if value.strip()]
+    if beta in present:
+        return False
+    headers["anthropic-beta"] = ",".join([*present, beta])
+    return True
 
 
 def _strip(body: dict[str, Any]) -> None:
