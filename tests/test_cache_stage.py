@@ -538,3 +538,40 @@ def test_cache_for_hands_entries_to_replacement(tmp_path, minilm):
 
     assert second is not first
     assert run(second.lookup(make_ctx("what is a monad?"), second_policy))[0]["content"][0]["text"] == "a monoid"
+
+
+ODD_BODIES = [
+    {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": None}]},
+    {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": [{"type": "text"}]}]},
+    {"model": "m", "max_tokens": 10, "messages": ["not a message"]},
+    {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": [{"type": "image"}]}], "system": 42},
+    {"model": "m", "max_tokens": "many", "temperature": "hot", "messages": [{"role": "user", "content": "hi"}]},
+    {"messages": [{"role": "user", "content": "\x00\ud800 odd text"}]},
+]
+
+
+@pytest.mark.parametrize("body", ODD_BODIES)
+def test_odd_bodies_do_not_raise(minilm, body):
+    policy = make_policy()
+    cache = SemanticCache(policy.cache, minilm)
+    ctx = RequestContext(request_id="odd", protocol="anthropic", body=body, headers={}, team="web")
+
+    cached, decision = run(cache.lookup(ctx, policy))
+    run(cache.store(ctx, policy, answer("ok")))
+
+    assert cached is None
+    assert decision["result"] in {"miss", "ineligible"}
+
+
+def test_lone_surrogate_survives_restart(tmp_path, minilm):
+    policy = make_policy(persistence={"directory": str(tmp_path)})
+    text = "why does \ud800 break my parser?"
+    cache = SemanticCache(policy.cache, minilm)
+    run(cache.store(make_ctx(text), policy, answer("\udfff in the response")))
+    cache.flush()
+
+    restarted = SemanticCache(policy.cache, minilm)
+    cached, decision = run(restarted.lookup(make_ctx(text), policy))
+
+    assert decision["match"] == "exact"
+    assert cached["content"][0]["text"] == "\udfff in the response"

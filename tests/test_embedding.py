@@ -269,3 +269,10 @@ def test_remote_connection_refused_raises():
 
     with pytest.raises(EmbeddingError, match="failed"):
         embedder.embed(["x"])
+
+
+def test_minilm_accepts_lone_surrogates(minilm):
+    vectors = minilm.embed(["broken \ud800 text"])
+
+    assert vectors.shape == (1, 384)
+    assert np.isfinite(vectors).all()

@@ -118,8 +118,10 @@ class OnnxMiniLMEmbedder:
         return np.concatenate(rows, axis=0)
 
     def _embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        # The tokenizer rejects lone surrogates, which JSON request bodies can carry; U+FFFD replaces them.
+        cleaned = [str(text).encode("utf-8", "surrogatepass").decode("utf-8", "replace") for text in texts]
         with self._tokenizer_lock:
-            encodings = self._tokenizer.encode_batch([str(text) for text in texts])
+            encodings = self._tokenizer.encode_batch(cleaned)
         input_ids = np.array([encoding.ids for encoding in encodings], dtype=np.int64)
         attention_mask = np.array([encoding.attention_mask for encoding in encodings], dtype=np.int64)
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}

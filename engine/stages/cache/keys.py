@@ -46,7 +46,8 @@ def _canonical(value: Any) -> Any:
 
 def _digest(value: Any) -> str:
     data = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(data.encode("utf-8")).hexdigest()
+    # surrogatepass: JSON bodies may carry lone surrogates (`"\ud800"`), which strict UTF-8 rejects.
+    return hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _system_blocks(body: dict[str, Any]) -> Any:

@@ -60,7 +60,8 @@ def write_snapshot(directory: Path, snapshot: Snapshot) -> Path:
         "written": time.time(),
         "entries": [asdict(entry) for entry in snapshot.entries],
     }
-    encoded = np.frombuffer(json.dumps(header, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+    # surrogatepass keeps lone surrogates from request text, which strict UTF-8 rejects.
+    encoded = np.frombuffer(json.dumps(header, ensure_ascii=False).encode("utf-8", "surrogatepass"), dtype=np.uint8)
     handle, temporary = tempfile.mkstemp(prefix=".semantic-cache-", suffix=".npz.tmp", dir=directory)
     try:
         with os.fdopen(handle, "wb") as stream:
@@ -104,7 +105,7 @@ def read_snapshot(directory: Path, embedder: str, dim: int) -> Snapshot | None:
 
 def _parse(path: Path) -> Snapshot:
     with np.load(path, allow_pickle=False) as archive:
-        header = json.loads(archive["header"].tobytes().decode("utf-8"))
+        header = json.loads(archive["header"].tobytes().decode("utf-8", "surrogatepass"))
         ids = archive["ids"].astype(np.int64)
         vectors = archive["vectors"].astype(np.float32)
     if header.get("format") != FORMAT_VERSION:
