@@ -1,0 +1,231 @@
+"""Markdown tables and a PNG chart from the results of `benchmarks.harness.run.run_benchmark`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness.load import percentile
+
+
+def _gateways(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return list(results["gateways"].items())
+
+
+def _ok(gateway: dict[str, Any]) -> bool:
+    return gateway.get("status") == "ok"
+
+
+def latency_percentiles(values: list[float]) -> tuple[float, float] | None:
+    """Return (p50, p95) of a list of milliseconds, or None when it is empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return percentile(ordered, 0.50), percentile(ordered, 0.95)
+
+
+def _money(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"${value:.4f}" if value < 1 else f"${value:.2f}"
+
+
+def _delta(value: float | None, baseline: float | None) -> str:
+    if value is None or not baseline:
+        return "—"
+    return f"{(value - baseline) / baseline * 100:+.1f}%"
+
+
+def _models(scenario: dict[str, Any]) -> str:
+    calls = scenario["billed"]["by_model"]
+    if not calls:
+        return "none (cache hit)" if scenario.get("cache_hits") else "none"
+    return ", ".join(f"{model} ×{count}" if count > 1 else model for model, count in calls.items())
+
+
+def _tiers(scenario: dict[str, Any]) -> str:
+    tiers = scenario.get("tiers") or []
+    if not tiers:
+        return "—"
+    counts: dict[str, int] = {}
+    for tier in tiers:
+        counts[tier] = counts.get(tier, 0) + 1
+    return ", ".join(f"{tier} ×{count}" if count > 1 else tier for tier, count in counts.items())
+
+
+def gateway_table(results: dict[str, Any]) -> str:
+    rows = ["| gateway | version | status | command or reason |", "|---|---|---|---|"]
+    for name, gateway in _gateways(results):
+        detail = gateway.get("command", "") if _ok(gateway) else gateway.get("reason", "")
+        rows.append(f"| {name} | {gateway.get('version', '—')} | {gateway['status']} | {_cell(detail)} |")
+    return "\n".join(rows)
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def scenario_table(results: dict[str, Any]) -> str:
+    """Build one row per scenario and gateway: billed tokens, cost, tier, model and added latency."""
+    rows = [
+        "| scenario | gateway | uncached in | cache read | cache write | output | cost | vs direct | tier | upstream model | added p50 ms | added p95 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    direct = results["gateways"].get("direct", {})
+    for scenario_info in results["scenarios"]:
+        key = scenario_info["key"]
+        baseline = direct.get("scenarios", {}).get(key) if _ok(direct) else None
+        baseline_latency = latency_percentiles(baseline.get("latencies_ms", [])) if baseline else None
+        for name, gateway in _gateways(results):
+            label = f"{scenario_info['title']}" if name == next(iter(results["gateways"])) else ""
+            if not _ok(gateway):
+                rows.append(f"| {label} | {name} | {gateway['status']}: see the gateway table | | | | | | | | | |")
+                continue
+            scenario = gateway["scenarios"][key]
+            if not scenario["ok"]:
+                rows.append(f"| {label} | {name} | failed: {_cell(scenario['error'][:160])} | | | | | | | | | |")
+                continue
+            billed = scenario["billed"]
+            writes = billed["cache_write_5m"] + billed["cache_write_1h"]
+            latency = latency_percentiles(scenario.get("latencies_ms", []))
+            added = ("—", "—")
+            if latency and baseline_latency and name != "direct":
+                added = (f"{latency[0] - baseline_latency[0]:+.1f}", f"{latency[1] - baseline_latency[1]:+.1f}")
+            elif latency and name == "direct":
+                added = (f"({latency[0]:.1f})", f"({latency[1]:.1f})")
+            versus = "—"
+            if name != "direct" and baseline:
+                versus = _delta(scenario["cost_usd"], baseline["cost_usd"])
+            rows.append(
+                f"| {label} | {name} | {billed['uncached']:,} | {billed['cache_read']:,} | {writes:,} | {billed['output']:,} "
+                f"| {_money(scenario['cost_usd'])} | {versus} | {_tiers(scenario)} | {_models(scenario)} | {added[0]} | {added[1]} |"
+            )
+    return "\n".join(rows)
+
+
+def load_table(results: dict[str, Any]) -> str:
+    rows = [
+        f"| gateway | requests/s | errors | p50 ms | p95 ms | CPU ms/request | streamed requests/s | errors | p50 ms | p95 ms | CPU ms/request | peak memory MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, gateway in _gateways(results):
+        if not _ok(gateway):
+            rows.append(f"| {name} | {gateway['status']} | | | | | | | | | | |")
+            continue
+        cells = []
+        for label in ("non-stream", "stream"):
+            load = gateway["load"][label]
+            if "error" in load:
+                cells += [f"failed: {_cell(load['error'][:120])}", "", "", "", ""]
+                continue
+            cpu = load.get("cpu_ms_per_request")
+            cells += [f"{load['per_second']:.0f}", f"{load['errors']}", f"{load['p50_ms']:.0f}", f"{load['p95_ms']:.0f}",
+                      f"{cpu:.2f}" if cpu is not None else "n/a"]
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {gateway.get('peak_memory_mib', 0):.0f} |")
+    return "\n".join(rows)
+
+
+def headline(results: dict[str, Any]) -> list[str]:
+    """Summarise the session cost per gateway and list every scenario where leangate billed more."""
+    lines = []
+    direct = results["gateways"].get("direct", {})
+    direct_session = direct.get("scenarios", {}).get("session", {}).get("cost_usd") if _ok(direct) else None
+    for name, gateway in _gateways(results):
+        if not _ok(gateway):
+            continue
+        session = gateway["scenarios"]["session"]
+        if session["ok"]:
+            versus = "" if name == "direct" else f" ({_delta(session['cost_usd'], direct_session)} against direct)"
+            lines.append(f"- {name}: the replayed session billed {_money(session['cost_usd'])}{versus}.")
+    leangate = results["gateways"].get("leangate", {})
+    if _ok(leangate) and _ok(direct):
+        for info in results["scenarios"]:
+            mine = leangate["scenarios"][info["key"]].get("cost_usd")
+            theirs = direct["scenarios"][info["key"]].get("cost_usd")
+            if mine is not None and theirs is not None and mine > theirs:
+                lines.append(f"- leangate billed more than direct on \"{info['title']}\": "
+                             f"{_money(mine)} against {_money(theirs)} ({_delta(mine, theirs)}).")
+        pipeline = latency_percentiles(leangate.get("pipeline_ms", []))
+        if pipeline:
+            lines.append(f"- leangate's own pipeline time (`pipeline_ms` in its decision log) over the scenario "
+                         f"requests: p50 {pipeline[0]:.1f} ms, p95 {pipeline[1]:.1f} ms.")
+    for name, gateway in _gateways(results):
+        if _ok(gateway) and gateway.get("egress"):
+            lines.append(f"- {name} had connections outside loopback: {', '.join(gateway['egress'])}.")
+    return lines
+
+
+def markdown(results: dict[str, Any], command: str) -> str:
+    machine = results["machine"]
+    options = results["options"]
+    prices = results["prices"]["per_million_tokens"]
+    price_text = "; ".join(
+        f"`{pattern}` ${price['input']:g} input, ${price['cache_write_5m']:g} 5-minute cache write, "
+        f"${price['cache_read']:g} cache read, ${price['output']:g} output" for pattern, price in prices.items())
+    parts = [
+        f"Run {results['started']}, {results['elapsed_s']:.0f} s: `{command}`",
+        "",
+        f"Machine: {machine['cpu_model']}, {machine['cores']} cores, Python {machine['python']}, Node {machine['node']}, "
+        f"load average {machine['load_average_start'][0]:.1f} at the start and {machine['load_average_end'][0]:.1f} "
+        f"at the end. Stub latency {options['stub_latency_ms']} ms; {options['passes']} latency passes; "
+        f"{options['clients']} clients for {options['load_seconds']:g} s per load run.",
+        "",
+        f"Prices per million tokens ({results['prices']['date']}): {price_text}.",
+        "",
+        gateway_table(results),
+        "",
+        scenario_table(results),
+        "",
+        load_table(results),
+        "",
+        *headline(results),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def write_chart(results: dict[str, Any], path: Path) -> None:
+    """Draw billed cost per scenario, the session's running cost and throughput into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gateways = [(name, gateway) for name, gateway in _gateways(results) if _ok(gateway)]
+    figure, (costs, session, throughput) = plt.subplots(1, 3, figsize=(16, 5), gridspec_kw={"width_ratios": [3, 2, 1.4]})
+
+    keys = [info["key"] for info in results["scenarios"] if info["key"] != "session"]
+    width = 0.8 / max(1, len(gateways))
+    for offset, (name, gateway) in enumerate(gateways):
+        values = [(gateway["scenarios"][key].get("cost_usd") or 0) * 100 for key in keys]
+        positions = [index + offset * width for index in range(len(keys))]
+        costs.bar(positions, values, width, label=name)
+    costs.set_xticks([index + width * (len(gateways) - 1) / 2 for index in range(len(keys))], keys, rotation=30, ha="right")
+    costs.set_ylabel("billed cost, US cents")
+    costs.set_title("One request or pair, cold prompt cache")
+    costs.legend()
+
+    for name, gateway in gateways:
+        running, total = [], 0.0
+        for cost in gateway["scenarios"]["session"].get("per_request_cost", []):
+            total += cost or 0.0
+            running.append(total * 100)
+        session.plot(range(1, len(running) + 1), running, marker=".", label=name)
+    session.set_xlabel("request of the replayed session")
+    session.set_ylabel("running billed cost, US cents")
+    session.set_title("Claude Code session, prompt caching simulated")
+    session.legend()
+
+    names = [name for name, _ in gateways]
+    for offset, label in enumerate(("non-stream", "stream")):
+        rates = [gateway["load"][label].get("per_second", 0) for _, gateway in gateways]
+        throughput.bar([index + offset * 0.4 for index in range(len(names))], rates, 0.4, label=label)
+    throughput.set_xticks([index + 0.2 for index in range(len(names))], names, rotation=30, ha="right")
+    throughput.set_ylabel(f"requests/s at {results['options']['clients']} clients")
+    throughput.set_title("Throughput, 50 ms stub")
+    throughput.legend()
+
+    figure.suptitle(f"leangate bench, {results['started']}, {results['machine']['cores']} shared cores")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
