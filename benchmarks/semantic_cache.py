@@ -15,7 +15,7 @@ unrelated prompt. The fill uses real embeddings of 2,000 generated coding prompt
 of them, because embedding 100,000 distinct prompts would take about ten minutes on two cores.
 
 Part 3 reports the resident memory that 100,000 entries add (vectors, FAISS index, entry records
-with a 1 kB answer each), read from /proc/self/status, so Linux only.
+with a 1 kB response each), read from /proc/self/status, so Linux only.
 """
 
 from __future__ import annotations
@@ -201,6 +201,7 @@ async def measure_sizes(embedder, sizes: list[int], rounds: int) -> list[dict[st
     configs = [(size, 20_000, False) for size in sizes]
     configs += [(sizes[0], 20_000, True), (max(sizes), max(sizes) + 1, False)]
     rows = []
+
     for size, exact_up_to, in_thread in configs:
         policy = make_policy(max_entries=size + 10, index={"exact_up_to": exact_up_to})
         gc.collect()
@@ -208,8 +209,10 @@ async def measure_sizes(embedder, sizes: list[int], rounds: int) -> list[dict[st
         cache = SemanticCache(policy.cache, embedder, embed_in_thread=in_thread)
         fill_s = fill(cache, size, prompts, vectors, answer_text)
         after = rss_mib()
+
         await time_lookups(cache, policy, hit_texts, miss_texts, 10)  # warm-up
         timings = await time_lookups(cache, policy, hit_texts, miss_texts, rounds)
+
         row: dict[str, Any] = {
             "entries": size, "index": "hnsw" if cache.stats()["hnsw_scopes"] else "flat",
             "embed": "thread" if in_thread else "inline", "fill_s": round(fill_s, 1),

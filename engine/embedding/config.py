@@ -17,7 +17,7 @@ EmbedderKind = Literal["onnx-minilm", "ollama", "openai-compatible", "hashing"]
 
 
 class EmbedderConfig(BaseModel):
-    """Which embedder to load; frozen, so that equal configs share one loaded embedder."""
+    """Settings of one embedder. The model is frozen (hashable), so equal configs share one loaded embedder."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

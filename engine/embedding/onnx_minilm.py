@@ -80,8 +80,8 @@ class OnnxMiniLMEmbedder:
         model_bytes = _verified_bytes(model_path(), MODEL_SHA256)
         tokenizer_bytes = _verified_bytes(TOKENIZER_PATH, TOKENIZER_SHA256)
 
-        # The bundled tokenizer.json pads every text to 128 tokens and truncates there; replace both
-        # with truncation at max_tokens and padding to the longest text of each batch.
+        # The bundled tokenizer.json pads every text to 128 tokens and truncates there. Both settings
+        # are replaced: truncation at max_tokens, padding to the longest text of each batch.
         self._tokenizer = Tokenizer.from_str(tokenizer_bytes.decode("utf-8"))
         self._tokenizer.enable_truncation(max_length=max_tokens)
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
