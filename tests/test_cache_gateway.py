@@ -103,3 +103,30 @@ def test_no_cache_header_bypasses_through_gateway(cached_gateway):
 
     assert second.headers.get("x-leangate-cache") != "hit"
     assert decisions(cached_gateway.extra["decisions"], 2)[-1]["cache"]["result"] == "bypass"
+
+
+def test_persisted_entries_survive_gateway_restart(start_gateway, tmp_path):
+    folder = tmp_path / "cache-snapshots"
+
+    def enable_with_persistence(policy_dir: Path) -> None:
+        enable_cache(policy_dir)
+        default = policy_dir / "default.yaml"
+        text = default.read_text(encoding="utf-8")
+        old = "  persistence: {directory: null, interval: 30s}\n"
+        assert old in text
+        default.write_text(text.replace(old, f"  persistence: {{directory: '{folder}', interval: 30s}}\n"), encoding="utf-8")
+
+    first = start_gateway(edit=enable_with_persistence, name="first")
+    client = anthropic.Anthropic(base_url=first.url, api_key="client-key", max_retries=0)
+    stored = client.messages.create(model="leangate-auto", max_tokens=256, messages=[{"role": "user", "content": STORED}])
+    first.stop()
+
+    assert (folder / "semantic-cache.npz").exists()
+    second = start_gateway(edit=enable_with_persistence, name="second")
+    client = anthropic.Anthropic(base_url=second.url, api_key="client-key", max_retries=0)
+    response = client.messages.with_raw_response.create(
+        model="leangate-auto", max_tokens=256, messages=[{"role": "user", "content": PARAPHRASE}]
+    )
+
+    assert response.headers["x-leangate-cache"] == "hit"
+    assert response.parse().content[0].text == stored.content[0].text
