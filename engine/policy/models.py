@@ -200,6 +200,12 @@ def reference_errors(policy: Policy) -> list[tuple[tuple[str | int, ...], str]]:
     for pattern, target in policy.aliases.items():
         if target != "auto" and target not in seen:
             errors.append((("aliases", pattern), f"unknown tier {target!r}; use a tier name or `auto`"))
+    for provider, rule in policy.prompt_caching.providers.items():
+        if provider not in policy.providers:
+            errors.append((("prompt_caching", "providers", provider), f"unknown provider {provider!r}; known: {sorted(policy.providers)}"))
+        for tier_name in rule.tiers:
+            if tier_name not in seen:
+                errors.append((("prompt_caching", "providers", provider, "tiers", tier_name), f"unknown tier {tier_name!r}"))
     return errors
 
 
