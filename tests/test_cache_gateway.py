@@ -15,10 +15,9 @@ PARAPHRASE = "how do I reverse a python list"
 
 
 def enable_cache(policy_dir: Path) -> None:
-    default = policy_dir / "default.yaml"
-    text = default.read_text(encoding="utf-8")
-    assert "cache:\n  enabled: false\n" in text
-    default.write_text(text.replace("cache:\n  enabled: false\n", "cache:\n  enabled: true\n"), encoding="utf-8")
+    """Check that the shipped policy turns the cache on; the tests rely on its default section."""
+    text = (policy_dir / "default.yaml").read_text(encoding="utf-8")
+    assert "cache:\n  enabled: true\n" in text
 
 
 def decisions(path: Path, count: int, timeout: float = 10.0) -> list[dict]:

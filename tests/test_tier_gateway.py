@@ -68,7 +68,8 @@ def test_gateway_routes_by_tier_model(routed):
         tier = by_id[request_id]["tier"]
         assert list(tier["features"]) == list(FEATURE_NAMES)
         assert tier["decided_by"] == "model"
-        assert tier["semantic"] == "computed"
+        # The semantic cache embeds eligible requests first; the router then reuses that embedding.
+        assert tier["semantic"] in ("computed", "shared")
         expected = ("fast", "claude-haiku-4-5") if label == "easy" else ("strong", "claude-sonnet-4-5")
         assert (tier["tier"], tier["model"]) == expected, (label, tier["probability"])
 

@@ -175,6 +175,10 @@ class InferenceCall:
 
     def serve_message(self, message: dict[str, Any], side: dict[str, Any], headers: dict[str, str], cached: bool) -> Response:
         if cached:
+            # A hit is a new answer to this request and bills nothing upstream.
+            message = {**message, "id": "msg_" + self.request_id.removeprefix("req_"),
+                       "usage": {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0,
+                                 "cache_read_input_tokens": 0}}
             cache = (self.ctx.record.get("cache") if self.ctx else None) or {}
             headers["x-leangate-cache"] = "hit"
             if cache.get("similarity") is not None:
