@@ -78,7 +78,8 @@ def client(team: str, gateway_url: str) -> openai.OpenAI:
         api_key="codex-key",
         max_retries=0,
         timeout=60,
-        default_headers={"x-leangate-team": team, "session_id": str(uuid.uuid4())},
+        # These tests check the upstream round trip; repeated prompts must not be served from the cache.
+        default_headers={"x-leangate-team": team, "session_id": str(uuid.uuid4()), "x-leangate-cache": "bypass"},
     )
 
 

@@ -68,6 +68,8 @@ class Runtime:
         self.tool_sessions = ToolSessions()
         self.tier_sessions = TierSessions()
         self._embedders: dict[EmbedderConfig, MemoizedEmbedder] = {}
+        # cache section object id -> (section, cache): found once per policy, not per request.
+        self._caches: dict[int, tuple[Any, Any]] = {}
         self._embedder_failures: set[EmbedderConfig] = set()
 
     def embedder(self, policy: Policy) -> MemoizedEmbedder | None:
@@ -115,16 +117,27 @@ class Runtime:
     def compress(self, ctx: RequestContext, policy: Policy) -> list[dict[str, Any]]:
         return compress(ctx, policy)
 
+    def semantic_cache(self, policy: Policy) -> Any:
+        entry = self._caches.get(id(policy.cache))
+        if entry is None or entry[0] is not policy.cache:
+            if len(self._caches) > 256:
+                self._caches.clear()
+            entry = (policy.cache, cache_for(policy.cache, self.embedder(policy)))
+            self._caches[id(policy.cache)] = entry
+        return entry[1]
+
     async def cache_lookup(self, ctx: RequestContext, policy: Policy, *, dry_run: bool) -> tuple[dict | None, dict | None]:
         if not policy.cache.enabled:
             return None, None
-        cache = cache_for(policy.cache, self.embedder(policy))
-        return await cache.lookup(ctx, policy, dry_run=dry_run)
+        return await self.semantic_cache(policy).lookup(ctx, policy, dry_run=dry_run)
 
     async def cache_store(self, ctx: RequestContext, policy: Policy, message: dict[str, Any]) -> None:
         if not policy.cache.enabled:
             return
-        await cache_for(policy.cache, self.embedder(policy)).store(ctx, policy, message)
+        decision = ctx.record.get("cache") or {}
+        if decision.get("result") in ("bypass", "ineligible"):
+            return  # a bypass header skips the store too, and an ineligible request is never stored
+        await self.semantic_cache(policy).store(ctx, policy, message)
 
     def route_tier(self, ctx: RequestContext, policy: Policy) -> dict[str, Any]:
         embedder = self.embedder(policy) if policy.tier_model is not None else None

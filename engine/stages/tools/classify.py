@@ -104,22 +104,22 @@ def conversation_facts(body: dict, headers: dict[str, str], requested_model: str
 
 
 def rule_matches(rule: ClassRule, facts: ConversationFacts) -> bool:
-    when = rule.when
-    if when._last_user_text is not None and when._last_user_text.search(facts.last_user_text) is None:
-        return False
-    if when._not_last_user_text is not None and when._not_last_user_text.search(facts.last_user_text):
-        return False
+    when = rule.when.compiled
     if when.tool_results is not None and when.tool_results != facts.has_tool_results:
         return False
     if when.min_messages is not None and facts.message_count < when.min_messages:
         return False
     if when.max_messages is not None and facts.message_count > when.max_messages:
         return False
-    if when._last_tool is not None and (facts.last_tool is None or not when._last_tool.matches(facts.last_tool)):
+    if when.last_user_text is not None and when.last_user_text.search(facts.last_user_text) is None:
         return False
-    if when._client is not None and not any(when._client.search(value) for value in facts.client_values):
+    if when.not_last_user_text is not None and when.not_last_user_text.search(facts.last_user_text):
         return False
-    if when._model is not None and not when._model.matches(facts.model):
+    if when.last_tool is not None and (facts.last_tool is None or not when.last_tool.matches(facts.last_tool)):
+        return False
+    if when.client is not None and not any(when.client.search(value) for value in facts.client_values):
+        return False
+    if when.model is not None and not when.model.matches(facts.model):
         return False
     return True
 

@@ -7,6 +7,8 @@ class names the groups whose tools are forwarded. Regexes and globs compile here
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import fnmatch
 import re
 from typing import Any, Literal
@@ -87,11 +89,9 @@ class ClassConditions(BaseModel):
     )
     model: list[str] | None = Field(None, description="Globs on the requested model name.")
 
-    _last_user_text: re.Pattern[str] | None = PrivateAttr(None)
-    _not_last_user_text: re.Pattern[str] | None = PrivateAttr(None)
-    _client: re.Pattern[str] | None = PrivateAttr(None)
-    _last_tool: NameMatcher | None = PrivateAttr(None)
-    _model: NameMatcher | None = PrivateAttr(None)
+    # The compiled conditions, as one plain object: pydantic resolves private attributes through
+    # __getattr__, which is slow enough to show in profiles of the request path when read per field.
+    _compiled: "CompiledConditions" = PrivateAttr(None)
 
     @field_validator("last_user_text", "not_last_user_text", "client")
     @classmethod
@@ -111,17 +111,35 @@ class ClassConditions(BaseModel):
             raise ValueError(
                 f"min_messages ({self.min_messages}) must not be greater than max_messages ({self.max_messages})"
             )
-        if self.last_user_text is not None:
-            self._last_user_text = compile_regex(self.last_user_text)
-        if self.not_last_user_text is not None:
-            self._not_last_user_text = compile_regex(self.not_last_user_text)
-        if self.client is not None:
-            self._client = compile_regex(self.client)
-        if self.last_tool is not None:
-            self._last_tool = NameMatcher(self.last_tool)
-        if self.model is not None:
-            self._model = NameMatcher(self.model)
+        self._compiled = CompiledConditions(
+            last_user_text=compile_regex(self.last_user_text) if self.last_user_text is not None else None,
+            not_last_user_text=compile_regex(self.not_last_user_text) if self.not_last_user_text is not None else None,
+            tool_results=self.tool_results,
+            min_messages=self.min_messages,
+            max_messages=self.max_messages,
+            last_tool=NameMatcher(self.last_tool) if self.last_tool is not None else None,
+            client=compile_regex(self.client) if self.client is not None else None,
+            model=NameMatcher(self.model) if self.model is not None else None,
+        )
         return self
+
+    @property
+    def compiled(self) -> "CompiledConditions":
+        return self._compiled
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledConditions:
+    """ClassConditions with regexes and globs compiled; None means the condition is not set."""
+
+    last_user_text: re.Pattern[str] | None
+    not_last_user_text: re.Pattern[str] | None
+    tool_results: bool | None
+    min_messages: int | None
+    max_messages: int | None
+    last_tool: NameMatcher | None
+    client: re.Pattern[str] | None
+    model: NameMatcher | None
 
 
 class ClassRule(BaseModel):
