@@ -77,6 +77,16 @@ class Upstreams:
     def __init__(self) -> None:
         self._transports: dict[tuple[str, int], AiohttpTransport] = {}
         self._adapters: dict[tuple[int, str], Adapter] = {}
+        self._urls: dict[str, httpx.URL] = {}
+
+    def url(self, text: str) -> httpx.URL:
+        """Return the parsed URL; upstream URLs repeat, and parsing one costs more than a lookup."""
+        url = self._urls.get(text)
+        if url is None:
+            if len(self._urls) > 4096:
+                self._urls.clear()
+            url = self._urls[text] = httpx.URL(text)
+        return url
 
     def transport(self, config: Provider) -> AiohttpTransport:
         key = (config.base_url, config.max_connections)
@@ -214,7 +224,7 @@ class Dispatcher:
     async def _attempt(self, adapter: Adapter, config: Provider, body: dict[str, Any], target: Target, stream: bool) -> Any:
         prepared = adapter.prepare(body, target.model, stream, self.client_headers)
         transport = self.upstreams.transport(config)
-        request = httpx.Request("POST", prepared.url, headers=prepared.headers, content=prepared.content,
+        request = httpx.Request("POST", self.upstreams.url(prepared.url), headers=prepared.headers, content=prepared.content,
                                 extensions={"timeout": _timeout(config)})
         started = time.perf_counter()
         response: httpx.Response | None = None

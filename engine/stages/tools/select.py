@@ -60,11 +60,22 @@ def forced_tool_name(tool_choice: Any) -> str | None:
     return None
 
 
+# Class lists already checked by `_bind_rules`, by id, with the list itself so the id stays unique.
+_bound_class_lists: dict[int, list] = {}
+
+
 def _bind_rules(policy: Policy) -> None:
     # Rules validated as part of a whole policy are bound at load; this covers rules built otherwise.
-    for rule in policy.classes:
+    # The check runs once per policy, because reading a rule's private state is slow in pydantic.
+    classes = policy.classes
+    if _bound_class_lists.get(id(classes)) is classes:
+        return
+    for rule in classes:
         if not rule.is_bound:
             rule.bind_groups(policy.tool_groups)
+    if len(_bound_class_lists) > 256:
+        _bound_class_lists.clear()
+    _bound_class_lists[id(classes)] = classes
 
 
 def _configure_sessions(sessions: ToolSessions, policy: Policy) -> None:
