@@ -10,7 +10,8 @@ import httpx
 import openai
 import pytest
 
-ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
+# The same prompt is sent many times to watch the routing change, so the semantic cache is bypassed.
+ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01", "x-leangate-cache": "bypass"}
 BODY = {"model": "leangate-strong", "max_tokens": 32, "messages": [{"role": "user", "content": "hello"}]}
 
 
@@ -105,9 +106,11 @@ def test_gateway_keys_map_to_teams(start_gateway):
     assert missing.json()["error"]["type"] == "authentication_error"
 
     # The key of team via-openai routes through the openai adapter: both auth headers work.
-    raw = anthropic.Anthropic(base_url=gateway.url, api_key="team-key-123", max_retries=0).messages.with_raw_response.create(**BODY)
+    raw = anthropic.Anthropic(base_url=gateway.url, api_key="team-key-123", max_retries=0,
+                              default_headers=ANTHROPIC_HEADERS).messages.with_raw_response.create(**BODY)
     assert raw.headers["x-leangate-model"] == "gpt-4o"
-    bearer = anthropic.Anthropic(base_url=gateway.url, auth_token="team-key-123", max_retries=0)
+    bearer = anthropic.Anthropic(base_url=gateway.url, auth_token="team-key-123", max_retries=0,
+                                 default_headers=ANTHROPIC_HEADERS)
     assert bearer.messages.with_raw_response.create(**BODY).headers["x-leangate-model"] == "gpt-4o"
 
     assert httpx.get(gateway.url + "/admin/policy", timeout=10).status_code == 401
