@@ -5,7 +5,8 @@ with the gateway under test:
 
 Each of the concurrent clients posts one request after another on a keep-alive connection until
 the time is up. `{n}` in the body is replaced by a request counter. Prints one JSON object:
-requests, errors, requests per second and latency percentiles in milliseconds. A response counts
+requests, errors, responses that leangate served from its cache (`x-leangate-cache: hit`),
+requests per second and latency percentiles in milliseconds. A response counts
 as an error unless it has status 200 and, for a stream, ends with Anthropic's `message_stop`
 event. Only loopback URLs are accepted.
 """
@@ -52,6 +53,7 @@ async def run_load(url: str, template: bytes, headers: dict[str, str], clients: 
     counter = itertools.count()
     latencies: list[float] = []
     errors: Counter[str] = Counter()
+    cache_hits = 0
     deadline = time.perf_counter() + seconds
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     connector = aiohttp.TCPConnector(limit=clients)
@@ -60,12 +62,15 @@ async def run_load(url: str, template: bytes, headers: dict[str, str], clients: 
                                      headers={"content-type": "application/json", **headers}) as session:
 
         async def client() -> None:
+            nonlocal cache_hits
             while time.perf_counter() < deadline:
                 payload = template.replace(b"{n}", str(next(counter)).encode())
                 started = time.perf_counter()
                 try:
                     async with session.post(url, data=payload) as response:
                         body = await response.read()
+                        if response.headers.get("x-leangate-cache") == "hit":
+                            cache_hits += 1
                         if response.status != 200:
                             errors[f"status {response.status}: {body[:160].decode(errors='replace')}"] += 1
                         elif stream and b"message_stop" not in body:
@@ -83,6 +88,7 @@ async def run_load(url: str, template: bytes, headers: dict[str, str], clients: 
     return {
         "requests": len(latencies),
         "errors": error_count,
+        "cache_hits": cache_hits,
         "error_samples": [f"{count}x {text}" for text, count in errors.most_common(3)],
         "seconds": elapsed,
         "per_second": (len(latencies) - error_count) / elapsed if elapsed else 0.0,

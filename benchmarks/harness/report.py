@@ -104,24 +104,27 @@ def scenario_table(results: dict[str, Any]) -> str:
 
 
 def load_table(results: dict[str, Any]) -> str:
+    """Build one row per gateway and load run, with the gateway's memory after start and at its peak."""
     rows = [
-        f"| gateway | requests/s | errors | p50 ms | p95 ms | CPU ms/request | streamed requests/s | errors | p50 ms | p95 ms | CPU ms/request | peak memory MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| gateway | load run | requests/s | errors | served from cache | p50 ms | p95 ms | CPU ms/request | VmHWM after start MiB | VmHWM at end MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, gateway in _gateways(results):
         if not _ok(gateway):
-            rows.append(f"| {name} | {gateway['status']} | | | | | | | | | | |")
+            rows.append(f"| {name} | {gateway['status']} | | | | | | | | |")
             continue
-        cells = []
-        for label in ("non-stream", "stream"):
-            load = gateway["load"][label]
+        memory = f"{gateway.get('memory_after_start_mib', 0):.0f} | {gateway.get('peak_memory_mib', 0):.0f}"
+        for label, load in gateway["load"].items():
             if "error" in load:
-                cells += [f"failed: {_cell(load['error'][:120])}", "", "", "", ""]
+                rows.append(f"| {name} | {label} | failed: {_cell(load['error'][:160])} | | | | | | {memory} |")
                 continue
             cpu = load.get("cpu_ms_per_request")
-            cells += [f"{load['per_second']:.0f}", f"{load['errors']}", f"{load['p50_ms']:.0f}", f"{load['p95_ms']:.0f}",
-                      f"{cpu:.2f}" if cpu is not None else "n/a"]
-        rows.append(f"| {name} | " + " | ".join(cells) + f" | {gateway.get('peak_memory_mib', 0):.0f} |")
+            errors = str(load["errors"])
+            if load["errors"]:
+                errors += f" ({_cell('; '.join(load['error_samples'])[:160])})"
+            hits = f"{load.get('cache_hits', 0) / load['requests']:.0%}" if load["requests"] else "—"
+            rows.append(f"| {name} | {label} | {load['per_second']:.0f} | {errors} | {hits} | {load['p50_ms']:.0f} | "
+                        f"{load['p95_ms']:.0f} | {f'{cpu:.2f}' if cpu is not None else 'n/a'} | {memory} |")
     return "\n".join(rows)
 
 
@@ -145,6 +148,8 @@ def headline(results: dict[str, Any]) -> list[str]:
             if mine is not None and theirs is not None and mine > theirs:
                 lines.append(f"- leangate billed more than direct on \"{info['title']}\": "
                              f"{_money(mine)} against {_money(theirs)} ({_delta(mine, theirs)}).")
+        lines += _session_lever_lines(leangate.get("session_decisions", []))
+        lines += _target_lines(results, leangate, direct)
         pipeline = latency_percentiles(leangate.get("pipeline_ms", []))
         if pipeline:
             lines.append(f"- leangate's own pipeline time (`pipeline_ms` in its decision log) over the scenario "
@@ -152,6 +157,57 @@ def headline(results: dict[str, Any]) -> list[str]:
     for name, gateway in _gateways(results):
         if _ok(gateway) and gateway.get("egress"):
             lines.append(f"- {name} had connections outside loopback: {', '.join(gateway['egress'])}.")
+    return lines
+
+
+def _session_lever_lines(decisions: list[dict[str, Any]]) -> list[str]:
+    """Describe where leangate changed the tool list or the tier within the replayed session,
+    the two changes that make the provider write the cached prefix again."""
+    if not decisions:
+        return []
+    changes = []
+    for index in range(1, len(decisions)):
+        before, after = decisions[index - 1], decisions[index]
+        if before["tools"] != after["tools"]:
+            changes.append(f"tools {before['tools']} → {after['tools']} at request {index + 1}")
+        if before["tier"] != after["tier"]:
+            changes.append(f"tier {before['tier']} → {after['tier']} at request {index + 1}")
+    if not changes:
+        return [f"- leangate kept one tool list ({decisions[0]['tools']} tools) and one tier "
+                f"({decisions[0]['tier']}) through the session."]
+    return [f"- leangate's session decisions: {', '.join(changes)}. Each change starts a new cached "
+            "prefix, which the provider writes again at 1.25x the input price."]
+
+
+# leangate's targets on a 2-core machine with a 50 ms stub.
+TARGET_ADDED_P50_MS = 4.0
+TARGET_REQUESTS_PER_SECOND = 650.0
+TARGET_PEAK_MEMORY_MIB = 200.0
+
+
+def _target_lines(results: dict[str, Any], leangate: dict[str, Any], direct: dict[str, Any]) -> list[str]:
+    added = []
+    for info in results["scenarios"]:
+        mine = latency_percentiles(leangate["scenarios"][info["key"]].get("latencies_ms", []))
+        theirs = latency_percentiles(direct["scenarios"][info["key"]].get("latencies_ms", []))
+        if mine and theirs:
+            added.append(mine[0] - theirs[0])
+    lines = []
+    if added:
+        median = sorted(added)[len(added) // 2]
+        verdict = "met" if median < TARGET_ADDED_P50_MS else "missed"
+        lines.append(f"- leangate target, latency added at p50 under {TARGET_ADDED_P50_MS:g} ms: {verdict} "
+                     f"(median over the scenarios {median:+.1f} ms, range {min(added):+.1f} to {max(added):+.1f} ms).")
+    load = leangate.get("load", {}).get("non-stream", {})
+    if "per_second" in load:
+        verdict = "met" if load["per_second"] >= TARGET_REQUESTS_PER_SECOND else "missed"
+        lines.append(f"- leangate target, at least {TARGET_REQUESTS_PER_SECOND:g} requests/s at "
+                     f"{results['options']['clients']} clients: {verdict} ({load['per_second']:.0f} requests/s "
+                     "with a unique text per request).")
+    peak = leangate.get("peak_memory_mib")
+    if peak:
+        verdict = "met" if peak < TARGET_PEAK_MEMORY_MIB else "missed"
+        lines.append(f"- leangate target, peak memory under {TARGET_PEAK_MEMORY_MIB:g} MiB: {verdict} ({peak:.0f} MiB).")
     return lines
 
 
@@ -216,10 +272,13 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     session.legend()
 
     names = [name for name, _ in gateways]
-    for offset, label in enumerate(("non-stream", "stream")):
-        rates = [gateway["load"][label].get("per_second", 0) for _, gateway in gateways]
-        throughput.bar([index + offset * 0.4 for index in range(len(names))], rates, 0.4, label=label)
-    throughput.set_xticks([index + 0.2 for index in range(len(names))], names, rotation=30, ha="right")
+    labels = list(gateways[0][1]["load"]) if gateways else []
+    bar = 0.8 / max(1, len(labels))
+    for offset, label in enumerate(labels):
+        rates = [gateway["load"].get(label, {}).get("per_second", 0) for _, gateway in gateways]
+        throughput.bar([index + offset * bar for index in range(len(names))], rates, bar, label=label)
+    throughput.set_xticks([index + bar * (len(labels) - 1) / 2 for index in range(len(names))], names,
+                          rotation=30, ha="right")
     throughput.set_ylabel(f"requests/s at {results['options']['clients']} clients")
     throughput.set_title("Throughput, 50 ms stub")
     throughput.legend()

@@ -37,6 +37,9 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 ALL_GATEWAYS = ("direct", "leangate", "litellm", "portkey")
 REQUEST_TIMEOUT_S = 120.0
 ANTHROPIC_VERSION = "2023-06-01"
+# (label, streamed, unique text per request). The repeated run shows a gateway's best case: leangate
+# embeds the last user text for its tier model and memoises the vector by text.
+LOAD_RUNS = (("non-stream", False, True), ("stream", True, True), ("non-stream, repeated text", False, False))
 
 Progress = Callable[[str], None]
 
@@ -113,6 +116,17 @@ def _record_root() -> Path:
     return Path(tempfile.mkdtemp(prefix="leangate-bench-", dir=shm if shm.is_dir() else None))
 
 
+def _start_stub(workdir: Path, options: BenchOptions, record_dir: Path) -> LocalService:
+    arguments = ("--prompt-cache", "--latency-ms", str(options.latency_ms), "--record", str(record_dir),
+                 "--log-level", "warning")
+    try:
+        return start_stub(workdir, *arguments, name="stub")
+    except ServiceError:
+        # One retry: on a shared machine a start can fail for reasons outside the harness (a
+        # process killed from outside, a slow start under load).
+        return start_stub(workdir, *arguments, name="stub")
+
+
 def _start_gateway(name: str, workdir: Path, stub: LocalService, cache_dir: Path) -> Gateway:
     if name == "direct":
         return direct(stub)
@@ -131,13 +145,19 @@ def _run_gateway(name: str, options: BenchOptions, scenario_list: list[scenarios
     workdir = options.workdir / name
     record_dir = _record_root()
     result: dict[str, Any] = {"name": name, "status": "ok", "reason": None, "egress": [], "listeners": []}
-    stub = start_stub(workdir, "--prompt-cache", "--latency-ms", str(options.latency_ms), "--record", str(record_dir),
-                      "--log-level", "warning", name="stub")
+    try:
+        stub = _start_stub(workdir, options, record_dir)
+    except ServiceError as error:
+        shutil.rmtree(record_dir, ignore_errors=True)
+        result.update(status="failed", reason=f"the stub upstream did not start: {error}")
+        progress(f"{name}: failed: {result['reason']}")
+        return result
     gateway: Gateway | None = None
     try:
         started = time.monotonic()
         gateway = _start_gateway(name, workdir, stub, options.cache_dir)
-        result.update(version=gateway.version, command=gateway.command, startup_s=time.monotonic() - started)
+        result.update(version=gateway.version, command=gateway.command, startup_s=time.monotonic() - started,
+                      memory_after_start_mib=peak_memory_mib(gateway.pids()))
         listeners = non_loopback_listeners(gateway.pids()) if name != "direct" else []
         if listeners:
             result.update(status="unavailable", listeners=listeners,
@@ -146,6 +166,11 @@ def _run_gateway(name: str, options: BenchOptions, scenario_list: list[scenarios
 
         progress(f"{name}: billing pass over {len(scenario_list)} scenarios")
         result["scenarios"] = _billing_pass(gateway, scenario_list, record_dir)
+        if name == "leangate":
+            sent = sum(len(scenario.requests) for scenario in scenario_list)
+            decisions = _decisions(workdir / "decisions.jsonl", expected=sent)
+            # The session is the last scenario, so its decisions are the last rows of the billing pass.
+            result["session_decisions"] = decisions[sent - len(scenario_list[-1].requests):sent]
         result["egress"] += non_loopback_connections(gateway.pids())
 
         progress(f"{name}: {options.passes} latency passes")
@@ -156,10 +181,9 @@ def _run_gateway(name: str, options: BenchOptions, scenario_list: list[scenarios
             result["pipeline_ms"] = _pipeline_times(workdir / "decisions.jsonl")
 
         result["load"] = {}
-        for stream in (False, True):
-            label = "stream" if stream else "non-stream"
+        for label, stream, unique in LOAD_RUNS:
             progress(f"{name}: load, {options.clients} clients, {label}, {options.load_seconds:.0f} s")
-            result["load"][label] = _load(gateway, stream, options, workdir, result["egress"])
+            result["load"][label] = _load(gateway, stream, unique, options, workdir, result["egress"])
         result["peak_memory_mib"] = peak_memory_mib(gateway.pids())
         result["egress"] = sorted(set(result["egress"]))
     except GatewayUnavailable as error:
@@ -335,29 +359,54 @@ def _latency_passes(gateway: Gateway, scenario_list: list[scenarios.Scenario], p
     return latencies
 
 
-def _pipeline_times(decision_log: Path) -> list[float]:
-    """Return leangate's own pipeline time (`pipeline_ms`) of every request in its decision log."""
-    times = []
+def _decision_rows(decision_log: Path) -> list[dict[str, Any]]:
     try:
         lines = decision_log.read_text(encoding="utf-8").splitlines()
     except OSError:
         return []
+    rows = []
     for line in lines:
         try:
-            value = json.loads(line).get("pipeline_ms")
+            rows.append(json.loads(line))
         except ValueError:
             continue
-        if isinstance(value, (int, float)):
-            times.append(float(value))
-    return times
+    return rows
+
+
+def _pipeline_times(decision_log: Path) -> list[float]:
+    """Return leangate's own pipeline time (`pipeline_ms`) of every request in its decision log."""
+    values = [row.get("pipeline_ms") for row in _decision_rows(decision_log)]
+    return [float(value) for value in values if isinstance(value, (int, float))]
+
+
+def _decisions(decision_log: Path, expected: int, wait_s: float = 5.0) -> list[dict[str, Any]]:
+    """Return the tier, request class and number of forwarded tools of each logged request.
+
+    The gateway writes a decision after its response, so wait up to `wait_s` for `expected` rows."""
+    deadline = time.monotonic() + wait_s
+    rows = _decision_rows(decision_log)
+    while len(rows) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+        rows = _decision_rows(decision_log)
+    summary = []
+    for row in rows:
+        tools = row.get("tools") or {}
+        kept = tools.get("kept")
+        summary.append({"tier": (row.get("tier") or {}).get("tier"), "class": tools.get("class"),
+                        "tools": len(kept) if isinstance(kept, list) else None})
+    return summary
 
 
 # --- load ------------------------------------------------------------------------------------------
 
 
-def _load(gateway: Gateway, stream: bool, options: BenchOptions, workdir: Path, egress: list[str]) -> dict[str, Any]:
-    body_path = workdir / f"load-{'stream' if stream else 'plain'}.json"
-    body_path.write_text(json.dumps(scenarios.load_request(stream)), encoding="utf-8")
+def _load(gateway: Gateway, stream: bool, unique: bool, options: BenchOptions, workdir: Path,
+          egress: list[str]) -> dict[str, Any]:
+    body_path = workdir / f"load-{'stream' if stream else 'plain'}-{'unique' if unique else 'repeated'}.json"
+    # A fresh run tag per load run: the request counter restarts at 0 in each one, and a response
+    # cached in an earlier run must not answer a later run's "unique" text.
+    body = scenarios.load_request(stream, unique, run=f"{'stream' if stream else 'plain'}-{time.time_ns()}")
+    body_path.write_text(json.dumps(body), encoding="utf-8")
     headers_path = workdir / "load-headers.json"
     headers_path.write_text(json.dumps({"anthropic-version": ANTHROPIC_VERSION, **gateway.headers}), encoding="utf-8")
     headers_path.chmod(0o600)

@@ -199,8 +199,13 @@ def _short_question(text: str) -> dict[str, Any]:
     return {"model": CLIENT_MODEL, "max_tokens": 1024, "messages": [{"role": "user", "content": text}]}
 
 
-def load_request(stream: bool) -> dict[str, Any]:
-    """Return the body of the throughput test: a short question whose text the load client makes
-    unique per request by replacing `{n}`, so that no response cache can serve it."""
-    return {"model": CLIENT_MODEL, "max_tokens": 256, "stream": stream,
-            "messages": [{"role": "user", "content": "What is the syntax for a dict comprehension in Python? (request {n})"}]}
+def load_request(stream: bool, unique: bool = True, run: str = "") -> dict[str, Any]:
+    """Return the body of the throughput test: a short question.
+
+    With `unique` the load client makes its text unique per request by replacing `{n}`, and `run`
+    keeps it unique across load runs, so that no response cache or embedding memo can serve it.
+    Without `unique`, every request is the same."""
+    text = "What is the syntax for a dict comprehension in Python?"
+    if unique:
+        text += f" (load run {run}, request {{n}})"
+    return {"model": CLIENT_MODEL, "max_tokens": 256, "stream": stream, "messages": [{"role": "user", "content": text}]}
