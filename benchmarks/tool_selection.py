@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.pipeline.context import RequestContext  # noqa: E402
+from engine.pipeline.context import RequestContext, conversation_session_id  # noqa: E402
 from engine.policy.loader import load_policy_set  # noqa: E402
 from engine.policy.models import Policy  # noqa: E402
 from engine.stages.tools.select import select_tools  # noqa: E402
@@ -214,12 +214,18 @@ def price(usage: Any) -> float:
     return usage.input_tokens + CACHE_WRITE_PRICE * usage.cache_creation_input_tokens + CACHE_READ_PRICE * usage.cache_read_input_tokens
 
 
+DERIVED = object()
+
+
 def session_costs(policy: Policy, script: list) -> tuple[list[dict], int]:
     """Part 2: one scripted session under each scenario, priced with the prompt-cache simulator."""
     tools = load_tools("claude_code_16tools")
     requests = build_session_requests(tools, script)
+    # DERIVED: no session header, so the gateway derives an id from the system prompt and first
+    # user message (`sessions.derive_from_conversation`, on by default).
     scenarios = [("tools unchanged", None, False), ("selection, session header", "bench-session-1", True),
-                 ("selection, no session id", None, True)]
+                 ("selection, no header, derived id", DERIVED, True),
+                 ("selection, no session id (derivation off)", None, True)]
     rows = []
     for label, session_id, select in scenarios:
         now = [0.0]
@@ -230,7 +236,7 @@ def session_costs(policy: Policy, script: list) -> tuple[list[dict], int]:
         for index, original in enumerate(requests):
             body = copy.deepcopy(original)
             if select:
-                run_selection(body, policy, sessions, session_id)
+                run_selection(body, policy, sessions, conversation_session_id(body) if session_id is DERIVED else session_id)
             tool_lists.add(tuple(tool["name"] for tool in body.get("tools", [])))
             usage = simulator.anthropic_usage(body, MODEL)
             totals["input"] += usage.input_tokens
