@@ -64,6 +64,15 @@ class ProtocolError(Exception):
         return openai_error_body(self.status, self.message, param=self.param)
 
 
+# The HTTP status behind each Anthropic error type, for errors that arrive inside a stream.
+_STATUS_BY_ANTHROPIC_TYPE: dict[str, int] = {error_type: status for status, error_type in _ANTHROPIC_TYPES.items()}
+
+
+def status_for_anthropic_error_type(error_type: object, default: int = 500) -> int:
+    """Map an Anthropic error type (from an `error` event) back to its HTTP status."""
+    return _STATUS_BY_ANTHROPIC_TYPE.get(str(error_type), default)
+
+
 def anthropic_error_type(status: int) -> str:
     """Map an HTTP status to the Anthropic error type."""
     if status in _ANTHROPIC_TYPES:

@@ -13,7 +13,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from engine.policy.models import Policy, Provider
-from engine.protocol.errors import ProtocolError
+from engine.protocol.errors import ProtocolError, status_for_anthropic_error_type
 from engine.providers.anthropic import AnthropicAdapter
 from engine.providers.base import Adapter, UpstreamError
 from engine.providers.ollama import OllamaAdapter
@@ -254,7 +254,7 @@ class Dispatcher:
                     raise UpstreamError(502, "upstream closed the stream without sending an event", transport=True)
             if first[0].get("type") == "error":
                 error = first[0].get("error") or {}
-                raise UpstreamError(_status_for_error_type(error.get("type")), str(error.get("message") or "upstream error"),
+                raise UpstreamError(status_for_anthropic_error_type(error.get("type"), 502), str(error.get("message") or "upstream error"),
                                     error_type=error.get("type"))
             self._note(target, 200, None, started)
             stream_response, response = response, None  # ownership moves to UpstreamStream
@@ -276,20 +276,3 @@ class Dispatcher:
 
     def _note(self, target: Target, status: int | None, error: str | None, started: float) -> None:
         self.result.attempts.append(Attempt(target.provider, target.model, status, error, (time.perf_counter() - started) * 1000))
-
-
-_ERROR_TYPE_STATUS = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
-
-
-def _status_for_error_type(error_type: Any) -> int:
-    return _ERROR_TYPE_STATUS.get(str(error_type), 502)

@@ -4,23 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.protocol.errors import openai_error_body
+from engine.protocol.errors import openai_error_body, status_for_anthropic_error_type
 from engine.protocol.openai_chat._common import anthropic_usage_to_openai, finish_reason_from_stop, format_arguments
 from engine.protocol.sse import encode_data
-
-
-# The HTTP status behind an Anthropic error type, to pick the matching OpenAI error type.
-_STATUS_BY_ANTHROPIC_ERROR = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
 
 
 class ChatStreamWriter:
@@ -70,7 +56,7 @@ class ChatStreamWriter:
             return self._on_message_stop()
         if kind == "error":
             error = event.get("error") if isinstance(event.get("error"), dict) else {}
-            status = _STATUS_BY_ANTHROPIC_ERROR.get(error.get("type"), 500)
+            status = status_for_anthropic_error_type(error.get("type"))
             return self.error(status, str(error.get("message") or "upstream error"))
         return []
 
