@@ -224,3 +224,11 @@ def test_check_rejects_folder_without_default(tmp_path):
     failed = subprocess.run([sys.executable, "-m", "engine", "check", str(tmp_path)], capture_output=True, text=True)
     assert failed.returncode == 1
     assert "default.yaml" in failed.stderr and "not found" in failed.stderr
+
+
+def test_python_tags_are_not_executed(tmp_path):
+    marker = tmp_path / "executed"
+    text = MINIMAL + f'description: !!python/object/apply:os.system ["touch {marker}"]\n'
+    issues = issues_of(write_policy(tmp_path / "policy", text))
+    assert not marker.exists()
+    assert ":19:1: description:" in issues[0]
