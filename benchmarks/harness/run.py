@@ -238,10 +238,12 @@ def _billing_pass(gateway: Gateway, scenario_list: list[scenarios.Scenario], rec
             as_stub_saw = _empty_usage()
             relayed = _empty_usage()
             outcome: dict[str, Any] = {"error": None, "tiers": [], "models_reported": [], "cache_hits": 0,
-                                       "per_request_cost": [], "upstream_requests": 0, "billed": _empty_usage()}
+                                       "per_request_cost": [], "upstream_requests": 0, "billed": _empty_usage(),
+                                       "first_latencies_ms": []}
             for request in scenario.requests:
                 before = len(_record_files(record_dir))
-                response, _, error = _send(client, gateway, request, bypass_cache=False)
+                response, elapsed, error = _send(client, gateway, request, bypass_cache=False)
+                outcome["first_latencies_ms"].append(None if error else elapsed * 1000)
                 if error and outcome["error"] is None:
                     outcome["error"] = error
                 if response is None or response.status_code != 200:
