@@ -290,9 +290,10 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
         for cost in gateway["scenarios"]["session"].get("per_request_cost", []):
             total += cost or 0.0
             running.append(total * 100)
-        # Dashed baseline: a gateway that forwards unchanged draws exactly over it.
-        style = "--" if name == "direct" else "-"
-        session.plot(range(1, len(running) + 1), running, style, marker=".", label=name)
+        # The baseline is dashed and on top, because a gateway that forwards unchanged draws exactly over it.
+        direct = name == "direct"
+        session.plot(range(1, len(running) + 1), running, "--" if direct else "-", marker=".", label=name,
+                     zorder=3 if direct else 2)
     session.set_xlabel("request of the replayed session")
     session.set_ylabel("running billed cost, US cents")
     session.set_title("Claude Code session, prompt caching simulated")
