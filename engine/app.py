@@ -60,18 +60,19 @@ class Gateway:
         log.info("gateway stopped")
 
 
-def _error_shape(request: Request, status: int, message: str) -> Response:
+def _error_shape(request: Request, status: int, message: str, code: str | None = None) -> Response:
     anthropic = request.url.path.startswith(("/v1/messages", "/messages")) or "anthropic-version" in request.headers
-    body = anthropic_error_body(status, message) if anthropic else openai_error_body(status, message)
+    body = anthropic_error_body(status, message) if anthropic else openai_error_body(status, message, code=code)
     return json_response(body, status)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        return _error_shape(request, 404, f"no endpoint at {request.method} {request.url.path}")
+        return _error_shape(request, 404, f"no endpoint at {request.method} {request.url.path}", code="unknown_url")
     if exc.status_code == 405:
-        return _error_shape(request, 405, f"method {request.method} is not allowed on {request.url.path}")
+        return _error_shape(request, 405, f"method {request.method} is not allowed on {request.url.path}",
+                            code="method_not_allowed")
     return _error_shape(request, exc.status_code, str(exc.detail))
 
 

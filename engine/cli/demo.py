@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     # Wide enough for the table when the output is a file or a CI log rather than a terminal.
-    console = Console(width=None if sys.stdout.isatty() else 150)
+    console = Console(width=None if sys.stdout.isatty() else 120)
     request_dir = Path(args.requests)
     files = sorted(request_dir.glob("*.json"))
     if not files:
@@ -88,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"stub provider at {stub.url}, leangate at {gateway.url}")
 
         table = Table(title="leangate demo: example requests through the gateway")
-        for column in ("request", "client", "tokens before", "tokens after", "saved", "class", "tier", "model", "latency ms"):
-            table.add_column(column, justify="right" if column in ("tokens before", "tokens after", "saved", "latency ms") else "left")
+        numeric = ("before", "after", "saved", "ms")
+        for column in ("request", "client", "before", "after", "saved", "class", "tier", "model", "ms"):
+            table.add_column(column, justify="right" if column in numeric else "left", no_wrap=column in numeric)
         import anthropic
         import openai
 
@@ -108,12 +109,14 @@ def run(args: argparse.Namespace) -> int:
             saved = "-"
             if str(row["before"]).isdigit() and str(row["after"]).isdigit() and int(row["before"]):
                 saved = f"{100 * (int(row['before']) - int(row['after'])) / int(row['before']):.0f}%"
-            client = {"anthropic": "anthropic", "openai-chat": "openai chat", "openai-responses": "openai responses"}[row["protocol"]]
+            client = {"anthropic": "anthropic", "openai-chat": "chat", "openai-responses": "responses"}[row["protocol"]]
             if row["stream"]:
-                client += " (stream)"
-            table.add_row(row["request"], client, str(row["before"]), str(row["after"]), saved, row["class"], row["tier"],
+                client += ", stream"
+            table.add_row(row["request"].split(".")[0], client, str(row["before"]), str(row["after"]), saved, row["class"], row["tier"],
                           row["model"], f"{row['latency_ms']:.1f}")
         console.print(table)
+        console.print("before/after: estimated input tokens before and after the pipeline. ms: measured at the SDK client, "
+                      "including the SDK and the stand-in provider")
         console.print(f"decision records: {workdir / 'decisions.jsonl'}" if args.keep else
                       "run with --keep to look at the decision records")
         return 1 if failures else 0

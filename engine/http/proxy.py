@@ -153,12 +153,17 @@ class InferenceCall:
                     # The writer maps the upstream's error type (overloaded, rate limited ...) itself.
                     details = event.get("error") or {}
                     error = str(details.get("message") or "upstream error")
+                    log.warning("request %s: upstream stream failed: %s", self.request_id, error)
                     for chunk in writer.feed(event):
                         yield chunk
                     break
                 assembler.feed(event)
                 for chunk in writer.feed(event):
                     yield chunk
+            if error is None and not assembler.complete:
+                error = "upstream stream ended before message_stop"
+                log.warning("request %s: %s (provider %s)", self.request_id, error,
+                            dispatcher.result.target.provider if dispatcher.result.target else "?")
             for chunk in writer.close():
                 yield chunk
         finally:

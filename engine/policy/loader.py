@@ -108,7 +108,7 @@ def _issues_from_validation(error: ValidationError, layers: list[SourceDocument]
             message = "required key is missing"
         elif "input" in detail and detail.get("type") not in ("model_type", "dict_type", "list_type"):
             shown = detail["input"]
-            if isinstance(shown, (str, int, float, bool)) and "api_key" not in loc:
+            if isinstance(shown, (str, int, float, bool)) and "api_key" not in loc and repr(shown) not in message:
                 message = f"{message}, got {shown!r}"
         position = _position_for(loc, layers)
         issues.append(PolicyIssue(position.file, position.line, position.column, format_key_path(loc), message))

@@ -134,12 +134,16 @@ def _should_retry(error: UpstreamError, config: Provider) -> bool:
     return error.transport or error.status in config.retry.retry_on
 
 
-def _describe_transport_error(exc: Exception) -> str:
+def _describe_transport_error(exc: Exception, url: httpx.URL | None = None) -> str:
+    # NOTE: httpx-aiohttp 0.2 raises ConnectTimeout for a refused connection too, so the aiohttp
+    # error underneath decides between "cannot connect" and "timed out".
+    cause = exc.__cause__
+    where = f" at {url.copy_with(username=None, password=None, query=None)}" if url is not None else ""
+    if isinstance(exc, httpx.ConnectError) or (cause is not None and "connect call failed" in str(cause).lower()):
+        return f"cannot connect to the upstream{where}: {cause or exc}"
     if isinstance(exc, httpx.TimeoutException):
-        return f"upstream timed out ({type(exc).__name__})"
-    if isinstance(exc, httpx.ConnectError):
-        return "cannot connect to upstream"
-    return f"upstream connection failed ({type(exc).__name__})"
+        return f"upstream{where} timed out ({type(exc).__name__})"
+    return f"upstream{where} connection failed ({type(exc).__name__}: {cause or exc})"
 
 
 class UpstreamStream:
@@ -219,6 +223,7 @@ class Dispatcher:
                             targets[index + 1].provider, targets[index + 1].model, last_error)
         assert last_error is not None
         self.result.status = last_error.status
+        log.warning("upstream failed after %d attempt(s): %s", len(self.result.attempts), last_error)
         raise last_error
 
     async def _attempt(self, adapter: Adapter, config: Provider, body: dict[str, Any], target: Target, stream: bool) -> Any:
@@ -266,8 +271,8 @@ class Dispatcher:
             self._note(target, error.status, error.message, started)
             raise UpstreamError(502, error.message) from None
         except httpx.HTTPError as exc:
-            message = _describe_transport_error(exc)
-            status = 504 if isinstance(exc, httpx.TimeoutException) else 502
+            message = _describe_transport_error(exc, request.url)
+            status = 502 if message.startswith("cannot connect") or not isinstance(exc, httpx.TimeoutException) else 504
             self._note(target, None, message, started)
             raise UpstreamError(status, message, transport=True) from None
         finally:
