@@ -429,3 +429,16 @@ def test_decision_log_has_no_secrets_or_prompt_text(gateway):
     for key in ("request_id", "time", "team", "policy_version", "protocol", "requested_model", "tier", "tokens",
                 "upstream", "status", "latency_ms", "usage"):
         assert key in record, key
+
+
+def test_cut_stream_is_recorded_as_error(gateway):
+    client = anthropic_client(gateway, "via-anthropic")
+    with pytest.raises(anthropic.APIError):
+        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=256,
+                                    messages=[{"role": "user", "content": unique("<<fault cut_after=3>> long answer")}]) as stream:
+            request_id = stream.response.headers["x-leangate-request-id"]
+            for _ in stream:
+                pass
+    record = decision_for(gateway, request_id)
+    assert record["error"] == "upstream stream ended before message_stop"
+    assert "stream ended before message_stop" in gateway.log()
