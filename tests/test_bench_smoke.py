@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.harness import prices, procstat, scenarios
-from benchmarks.harness.gateways import _is_loopback
+from benchmarks.harness.gateways import is_loopback_address
 from benchmarks.harness.load import is_loopback_url, percentile
 from benchmarks.harness.peers import litellm_config, portkey_listen_option
 from engine.tokens import count_text
@@ -74,7 +74,7 @@ def test_percentile_is_nearest_rank():
     ("0.0.0.0:4000", False), ("[::]:8787", False), ("*:8787", False), ("10.1.2.3:443", False),
 ])
 def test_loopback_check_of_socket_addresses(address, expected):
-    assert _is_loopback(address) is expected
+    assert is_loopback_address(address) is expected
 
 
 def test_load_client_rejects_non_loopback_urls(tmp_path):

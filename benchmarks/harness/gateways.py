@@ -74,7 +74,10 @@ def _git_revision() -> str:
 # --- socket checks ---------------------------------------------------------------------------------
 
 
-def _is_loopback(address: str) -> bool:
+def is_loopback_address(address: str) -> bool:
+    """Return whether a socket address from `ss` (`127.0.0.1:80`, `[::1]:80`) is on loopback.
+
+    Wildcard listen addresses (`0.0.0.0`, `[::]`, `*`) count as not loopback."""
     host = address.rsplit(":", 1)[0].strip("[]")
     host = host.split("%", 1)[0]
     if host in ("*", "0.0.0.0", "::"):
@@ -94,10 +97,10 @@ def _sockets(pids: list[int], arguments: list[str]) -> list[tuple[str, str, str]
         return []
     result = subprocess.run(["ss", "-H", "-n", "-p", *arguments], capture_output=True, text=True, timeout=10,
                             check=False)
-    wanted = {f"pid={pid}," for pid in pids}
+    owner_markers = {f"pid={pid}," for pid in pids}
     rows = []
     for line in result.stdout.splitlines():
-        if not any(marker in line for marker in wanted):
+        if not any(marker in line for marker in owner_markers):
             continue
         columns = line.split()
         # One socket type a call, so the columns are State Recv-Q Send-Q Local Peer Process.
@@ -108,7 +111,7 @@ def _sockets(pids: list[int], arguments: list[str]) -> list[tuple[str, str, str]
 
 def non_loopback_listeners(pids: list[int]) -> list[str]:
     """Return the listening TCP addresses of `pids` that are not loopback (e.g. `0.0.0.0:4000`)."""
-    return sorted({local for _, local, _ in _sockets(pids, ["-t", "-l"]) if not _is_loopback(local)})
+    return sorted({local for _, local, _ in _sockets(pids, ["-t", "-l"]) if not is_loopback_address(local)})
 
 
 def non_loopback_connections(pids: list[int]) -> list[str]:
@@ -118,6 +121,6 @@ def non_loopback_connections(pids: list[int]) -> list[str]:
     for state, _, peer in rows:
         if state == "LISTEN" or state == "UNCONN" and peer in ("*:*", "0.0.0.0:*", "[::]:*"):
             continue
-        if not _is_loopback(peer):
+        if not is_loopback_address(peer):
             found.add(f"{state} {peer}")
     return sorted(found)

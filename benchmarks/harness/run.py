@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,6 @@ class BenchOptions:
     load_seconds: float = 8.0
     latency_ms: int = 50
     smoke: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def smoke_options(workdir: Path) -> BenchOptions:
@@ -299,7 +298,10 @@ def _collect_response(response: httpx.Response, outcome: dict[str, Any], relayed
     relayed["uncached"] += usage.get("input_tokens") or 0
     relayed["cache_read"] += usage.get("cache_read_input_tokens") or 0
     five_minutes = creation.get("ephemeral_5m_input_tokens")
-    relayed["cache_write_5m"] += five_minutes if five_minutes is not None else usage.get("cache_creation_input_tokens") or 0
+    if five_minutes is None:
+        # Without the split, every write counts as a 5-minute write, Anthropic's default TTL.
+        five_minutes = usage.get("cache_creation_input_tokens") or 0
+    relayed["cache_write_5m"] += five_minutes
     relayed["cache_write_1h"] += creation.get("ephemeral_1h_input_tokens") or 0
     relayed["output"] += usage.get("output_tokens") or 0
 
@@ -342,8 +344,8 @@ def _cost(usage: dict[str, Any]) -> float | None:
     models = list(usage["by_model"])
     if not models:
         return 0.0
-    # A request that reached the stub more than once (a retry) reached it with one model so far;
-    # price it at the first model seen.
+    # NOTE: a request that reached the stub more than once (a retry or a fallback) is priced at the
+    # first model's prices, even if a fallback used another model.
     return cost_usd(models[0], uncached=usage["uncached"], cache_write_5m=usage["cache_write_5m"],
                     cache_write_1h=usage["cache_write_1h"], cache_read=usage["cache_read"], output=usage["output"])
 
@@ -406,7 +408,7 @@ def _load(gateway: Gateway, stream: bool, unique: bool, options: BenchOptions, w
           egress: list[str]) -> dict[str, Any]:
     body_path = workdir / f"load-{'stream' if stream else 'plain'}-{'unique' if unique else 'repeated'}.json"
     # A fresh run tag per load run: the request counter restarts at 0 in each one, and a response
-    # cached in an earlier run must not answer a later run's "unique" text.
+    # cached in an earlier run must not serve a later run's "unique" text.
     body = scenarios.load_request(stream, unique, run=f"{'stream' if stream else 'plain'}-{time.time_ns()}")
     body_path.write_text(json.dumps(body), encoding="utf-8")
     headers_path = workdir / "load-headers.json"
