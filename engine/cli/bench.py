@@ -68,15 +68,15 @@ def run(args: argparse.Namespace) -> int:
     from benchmarks.harness import report
     from benchmarks.harness.run import ALL_GATEWAYS, BenchOptions, run_benchmark, smoke_options
 
+    names = tuple(name.strip() for name in args.gateways.split(",") if name.strip())
+    if not args.smoke and (not names or any(name not in ALL_GATEWAYS for name in names)):
+        print(f"error: invalid --gateways {args.gateways!r}; choose from {', '.join(ALL_GATEWAYS)}", file=sys.stderr)
+        return 2
+
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="leangate-bench-"))
     if args.smoke:
         options = smoke_options(workdir)
     else:
-        names = tuple(name.strip() for name in args.gateways.split(",") if name.strip())
-        unknown = [name for name in names if name not in ALL_GATEWAYS]
-        if unknown or not names:
-            print(f"error: invalid --gateways {args.gateways!r}; choose from {', '.join(ALL_GATEWAYS)}", file=sys.stderr)
-            return 2
         options = BenchOptions(workdir=workdir, cache_dir=Path(args.peers_dir), gateways=names, passes=args.passes,
                                session_length=args.session_length, clients=args.clients, load_seconds=args.seconds)
 
