@@ -156,3 +156,26 @@ def test_bench_smoke_runs_leangate_and_direct(tmp_path):
     assert results["gateways"]["leangate"]["scenarios"]["short"]["tiers"]
     assert "| scenario | gateway |" in completed.stdout
     assert chart_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unavailable_peer_stays_in_report(tmp_path):
+    # A Portkey install whose start script has no listen-address option, so nothing is downloaded.
+    package = tmp_path / "peers" / "portkey" / "node_modules" / "@portkey-ai" / "gateway"
+    (package / "build").mkdir(parents=True)
+    (package / "build" / "start-server.js").write_text('const p=process.argv.find((e=>e.startsWith("--port=")));')
+    (package / "package.json").write_text('{"name": "@portkey-ai/gateway", "version": "0.0.0-test"}')
+    results_path = tmp_path / "results.json"
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "engine", "bench", "--gateways", "direct,portkey", "--passes", "1",
+         "--session-length", "2", "--seconds", "1", "--clients", "5", "--peers-dir", str(tmp_path / "peers"),
+         "--workdir", str(tmp_path / "work"), "--json", str(results_path)],
+        cwd=REPOSITORY, capture_output=True, text=True, timeout=180,
+    )
+
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    portkey = json.loads(results_path.read_text())["gateways"]["portkey"]
+    assert portkey["status"] == "unavailable"
+    assert "0.0.0-test has no option for its listen address" in portkey["reason"]
+    assert "| portkey | unavailable: see the gateway table |" in completed.stdout
+    assert "| portkey | — | unavailable |" in completed.stdout

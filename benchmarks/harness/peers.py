@@ -32,10 +32,14 @@ PEER_MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5")
 
 
 def prepare_cache(cache_dir: Path) -> None:
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    ignore = cache_dir / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("*\n", encoding="utf-8")
+    """Create the peers' folder with a `.gitignore` that ignores everything in it."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        ignore = cache_dir / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("*\n", encoding="utf-8")
+    except OSError as error:
+        raise GatewayUnavailable(f"cannot create the peer folder {cache_dir}: {error}; pass a writable --peers-dir") from error
 
 
 def _free_port() -> int:
