@@ -312,3 +312,28 @@ def test_alias_name_with_glob_characters_matches_exactly(policy):
     aliases = {"claude-sonnet-4-5[1m]": "fast", "*": "auto"}
     decision = route_tier(make_ctx(HARD, model="claude-sonnet-4-5[1m]"), policy.model_copy(update={"aliases": aliases}), TierSessions(), None)
     assert (decision["tier"], decision["decided_by"]) == ("fast", "alias")
+
+
+def test_return_risk_counts_the_way_back(policy):
+    settings = policy.tier_session.model_copy(update={"remaining_turns": 10})
+    names = ["fast", "strong"]
+    plain = step_down_estimate(settings, names, "strong", "fast", 100_000)
+    risky = step_down_estimate(settings, names, "strong", "fast", 100_000, 1.0)
+    # The way back writes 100k tokens on strong again: 100k * 3 * 1.25 = 375,000.
+    assert risky.cost_switch - plain.cost_switch == pytest.approx(375_000)
+    assert should_step_down(plain, settings)
+    assert not should_step_down(risky, settings)
+
+
+def test_escalated_session_prices_the_way_back(policy, minilm):
+    sessions = TierSessions()
+    assert route_tier(agent_ctx(EASY, "fresh"), policy, sessions, minilm)["tier"] == "fast"
+    assert route_tier(agent_ctx(HARD, "esc"), policy, sessions, minilm)["tier"] == "strong"
+    assert route_tier(agent_ctx(HARD, "calm"), policy, sessions, minilm)["tier"] == "strong"
+    # "esc" started on fast and escalated; "calm" started on strong.
+    route_tier(agent_ctx(EASY, "esc2"), policy, sessions, minilm)
+    route_tier(agent_ctx(HARD, "esc2"), policy, sessions, minilm)
+    after_escalation = route_tier(agent_ctx(EASY, "esc2"), policy, sessions, minilm)
+    without_escalation = route_tier(agent_ctx(EASY, "calm"), policy, sessions, minilm)
+    assert after_escalation["session"]["return_risk"] == 1.0
+    assert without_escalation["session"]["return_risk"] == policy.tier_session.return_risk

@@ -286,6 +286,14 @@ class TierSessionSection(_Strict):
     min_saving: float = Field(
         0.0, ge=0, lt=1, description="Step down only when the saving exceeds this share of the cost of staying."
     )
+    return_risk: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Expected chance that a session which steps down escalates again and writes its prefix "
+        "on the stronger tier once more; counted as a cost of stepping down. A session that has already "
+        "escalated once is counted at 1.0.",
+    )
 
 
 def _compile_regex(pattern: str) -> re.Pattern[str]:

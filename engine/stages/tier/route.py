@@ -207,19 +207,26 @@ def _apply_session(
 
     proposed = decision["tier"]
     state = sessions.get(ctx.team, ctx.session_id)
+    escalated = False
     if state is not None and state.tier in tier_names and state.tier != proposed:
         session: dict[str, Any] = {"previous": state.tier, "turns": state.turns}
         if tier_names.index(proposed) < tier_names.index(state.tier):
+            # A session that escalated before is likely to do it again, and each move re-writes the
+            # whole cached prefix, so it pays for the way back in full.
+            risk = 1.0 if state.escalated else policy.tier_session.return_risk
             estimate = step_down_estimate(
-                policy.tier_session, tier_names, state.tier, proposed, math.expm1(log_input_tokens)
+                policy.tier_session, tier_names, state.tier, proposed, math.expm1(log_input_tokens), risk
             )
             session["step_down_saving"] = round(estimate.saving, 2)
+            session["return_risk"] = risk
             if not should_step_down(estimate, policy.tier_session):
                 decision["tier"] = state.tier
                 decision["decided_by"] = "session"
                 session["kept"] = True
+        else:
+            escalated = True
         decision["session"] = session
-    sessions.record(ctx.team, ctx.session_id, decision["tier"])
+    sessions.record(ctx.team, ctx.session_id, decision["tier"], escalated=escalated)
 
 
 def _finish(decision: dict[str, Any], policy: Policy) -> dict[str, Any]:

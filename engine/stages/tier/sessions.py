@@ -22,6 +22,7 @@ class SessionState:
     tier: str
     turns: int
     last_seen: float
+    escalated: bool = False  # the session moved to a stronger tier at least once
 
 
 class TierSessions:
@@ -61,16 +62,20 @@ class TierSessions:
             if now - state.last_seen > self.idle_ttl:
                 del self._states[key]
                 return None
-            return SessionState(state.tier, state.turns, state.last_seen)
+            return SessionState(state.tier, state.turns, state.last_seen, state.escalated)
 
-    def record(self, team: str, session_id: str, tier: str) -> None:
-        """Store the tier a session's request was sent to, and mark the session as most recently used."""
+    def record(self, team: str, session_id: str, tier: str, *, escalated: bool = False) -> None:
+        """Store the tier a session's request was sent to, and mark the session as most recently used.
+
+        `escalated` says this request moved the session to a stronger tier; it is remembered.
+        """
         key = (team, session_id)
         now = self._clock()
         with self._lock:
             state = self._states.pop(key, None)
-            turns = 1 if state is None or now - state.last_seen > self.idle_ttl else state.turns + 1
-            self._states[key] = SessionState(tier, turns, now)
+            fresh = state is None or now - state.last_seen > self.idle_ttl
+            turns = 1 if fresh else state.turns + 1
+            self._states[key] = SessionState(tier, turns, now, escalated or (not fresh and state.escalated))
             self._evict_overflow()
 
     def _evict_overflow(self) -> None:
@@ -96,11 +101,14 @@ def step_down_estimate(
     current: str,
     proposed: str,
     input_tokens: float,
+    return_risk: float = 0.0,
 ) -> StepDown:
     """Estimate the cost of the session's remaining turns on `current` and, after a switch, on `proposed`.
 
     Staying reads the cached prefix every turn. Switching writes the prefix once on the other model,
     then reads it there. Output tokens are never cached, so a cheaper model saves on them every turn.
+    With `return_risk`, switching also bears that share of writing the prefix on `current` again,
+    for the case that the session escalates back.
     """
     turns = settings.remaining_turns
     output = settings.output_tokens_per_turn
@@ -112,6 +120,7 @@ def step_down_estimate(
         input_tokens * move.input * settings.cache_write
         + max(turns - 1.0, 0.0) * input_tokens * move.input * settings.cache_read
         + turns * output * move.output
+        + return_risk * input_tokens * stay.input * settings.cache_write
     )
     return StepDown(cost_stay=cost_stay, cost_switch=cost_switch)
 
