@@ -95,7 +95,12 @@ def run(args: argparse.Namespace) -> int:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(text, encoding="utf-8")
     if args.chart:
-        report.write_chart(results, Path(args.chart))
+        try:
+            report.write_chart(results, Path(args.chart))
+        except ImportError as error:
+            print(f"error: the chart needs matplotlib ({error}); install it with `pip install -e '.[test]'`",
+                  file=sys.stderr)
+            return 1
     failed = [name for name, gateway in results["gateways"].items()
               if name in ("direct", "leangate") and gateway["status"] != "ok"]
     return 1 if failed else 0
