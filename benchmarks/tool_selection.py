@@ -167,9 +167,11 @@ def _request(system: list[dict], history: list[dict], tools: list[dict]) -> dict
     return {"model": MODEL, "max_tokens": 32000, "system": system, "messages": messages, "tools": list(tools), "stream": True}
 
 
-def run_selection(body: dict, policy: Policy, sessions: ToolSessions, session_id: str | None) -> tuple[dict, float]:
+def run_selection(body: dict, policy: Policy, sessions: ToolSessions, session_id: str | None,
+                  session_source: str | None = None) -> tuple[dict, float]:
+    """Run the stage as the gateway does; `session_source` is `header` or `derived`, as the gateway sets it."""
     ctx = RequestContext(request_id="bench", protocol="anthropic", body=body, headers=dict(HEADERS),
-                         session_id=session_id, requested_model=MODEL)
+                         session_id=session_id, requested_model=MODEL, scratch={"session_source": session_source})
     started = time.perf_counter()
     decision = select_tools(ctx, policy, sessions)
     elapsed = time.perf_counter() - started
@@ -235,8 +237,10 @@ def session_costs(policy: Policy, script: list) -> tuple[list[dict], int]:
         tool_lists = set()
         for index, original in enumerate(requests):
             body = copy.deepcopy(original)
-            if select:
-                run_selection(body, policy, sessions, conversation_session_id(body) if session_id is DERIVED else session_id)
+            if select and session_id is DERIVED:
+                run_selection(body, policy, sessions, conversation_session_id(body), "derived")
+            elif select:
+                run_selection(body, policy, sessions, session_id, "header" if session_id else None)
             tool_lists.add(tuple(tool["name"] for tool in body.get("tools", [])))
             usage = simulator.anthropic_usage(body, MODEL)
             totals["input"] += usage.input_tokens

@@ -232,3 +232,11 @@ def test_python_tags_are_not_executed(tmp_path):
     issues = issues_of(write_policy(tmp_path / "policy", text))
     assert not marker.exists()
     assert ":19:1: description:" in issues[0]
+
+
+def test_unknown_group_in_session_keep_is_rejected(tmp_path):
+    text = MINIMAL + "tool_groups: {read: [Read]}\nclasses:\n  - {name: explain, keep: [read], session_keep: [read, nope]}\n"
+    issues = issues_of(write_policy(tmp_path, text))
+    assert len(issues) == 1
+    assert "classes[0]" in issues[0]
+    assert "session_keep: unknown tool group(s) ['nope']" in issues[0]

@@ -14,6 +14,8 @@ from tests.test_gateway_e2e import decision_for, recorded, unique
 TOOL_SETS = Path(__file__).resolve().parent / "data" / "tool-sets"
 CLAUDE_CODE = json.loads((TOOL_SETS / "claude_code_16tools.json").read_text())
 READ_TOOLS = ["Glob", "Grep", "LS", "Read"]
+# The default read-only classes keep every tool on the first request of a session with a header.
+SESSION_START_TOOLS = [tool["name"] for tool in CLAUDE_CODE]
 
 
 def client(gateway, session_id: str | None = None) -> anthropic.Anthropic:
@@ -73,7 +75,7 @@ def test_forced_tool_choice_survives_the_gateway(gateway, stub):
 def test_greeting_sends_no_tools_and_no_tool_choice(gateway, stub):
     # The greeting must be the whole user text, so the system prompt carries the marker to find it by.
     marker = unique("You are a coding agent.")
-    raw, _ = send(gateway, "hello", session_id=uuid.uuid4().hex, tool_choice={"type": "auto"}, system=marker)
+    raw, _ = send(gateway, "hello", tool_choice={"type": "auto"}, system=marker)
     assert raw.headers["x-leangate-class"] == "conversational"
 
     (body, _), = recorded(stub, marker)
@@ -83,20 +85,41 @@ def test_greeting_sends_no_tools_and_no_tool_choice(gateway, stub):
     assert record["tools"]["kept"] == []
 
 
-def test_session_widens_once_through_gateway(gateway, stub):
+def test_session_start_keeps_edit_set(gateway, stub):
     session = uuid.uuid4().hex
     first = unique("Explain the pricing module")
     second = unique("Fix the rounding bug in the pricing module")
     third = unique("What does the serializer do?")
 
-    send(gateway, first, session_id=session)
-    raw, _ = send(gateway, second, session_id=session)
+    raw_first, _ = send(gateway, first, session_id=session)
+    raw_second, _ = send(gateway, second, session_id=session)
     send(gateway, third, session_id=session)
 
-    assert upstream_tool_names(stub, first) == READ_TOOLS
+    # A Claude Code session starts with its class's `session_keep` (all), so the edit needs no widening.
+    assert upstream_tool_names(stub, first) == SESSION_START_TOOLS
+    assert upstream_tool_names(stub, second) == SESSION_START_TOOLS
+    assert upstream_tool_names(stub, third) == SESSION_START_TOOLS
+    assert decision_for(gateway, raw_first.headers["x-leangate-request-id"])["tools"]["session_start"] is True
+    assert decision_for(gateway, raw_second.headers["x-leangate-request-id"])["tools"]["session"] == "unchanged"
+
+
+def test_derived_session_widens_once(gateway, stub):
+    """A client without a session header gets an id derived from its conversation's start; its
+    read-only first request is narrowed, and the first edit widens the list to every tool at once."""
+    first = unique("Explain the pricing module")
+    second = unique("Fix the rounding bug in the pricing module")
+    api = client(gateway)
+    conversation = [{"role": "user", "content": first}]
+    api.messages.create(model="claude-sonnet-4-5", max_tokens=256, tools=CLAUDE_CODE, messages=conversation)
+    conversation += [{"role": "assistant", "content": "The module rounds per line item."},
+                     {"role": "user", "content": second}]
+    raw = api.messages.with_raw_response.create(model="claude-sonnet-4-5", max_tokens=256, tools=CLAUDE_CODE,
+                                                messages=conversation)
+
+    opening = [body for body, _ in recorded(stub, first) if len(body["messages"]) == 1]
+    assert [tool["name"] for tool in opening[0]["tools"]] == READ_TOOLS
     all_names = [tool["name"] for tool in CLAUDE_CODE]
     assert upstream_tool_names(stub, second) == all_names
-    assert upstream_tool_names(stub, third) == all_names
     assert decision_for(gateway, raw.headers["x-leangate-request-id"])["tools"]["session"] == "widened"
 
 

@@ -69,7 +69,7 @@ def parse_request(protocol: str, body: Any) -> tuple[dict[str, Any], dict[str, A
 
 
 async def explain_file(path: Path, policies: Any, team: str, runtime: Any, forced_protocol: str) -> dict[str, Any]:
-    from engine.pipeline.context import RequestContext, conversation_session_id, session_id_from_headers
+    from engine.pipeline.context import RequestContext, resolve_session
     from engine.pipeline.run import run_pipeline
     from engine.protocol.errors import ProtocolError
 
@@ -87,14 +87,16 @@ async def explain_file(path: Path, policies: Any, team: str, runtime: Any, force
     except ProtocolError as exc:
         record["error"] = f"invalid request: {exc}"
         return record
+    session_id, session_source = resolve_session(headers, canonical, policy.sessions.header,
+                                                 policy.sessions.derive_from_conversation)
     ctx = RequestContext(
         request_id=f"explain:{path.name}",
         protocol=protocol,  # type: ignore[arg-type]
         body=canonical,
         headers=headers,
         team=team,
-        session_id=session_id_from_headers(headers, policy.sessions.header)
-        or (conversation_session_id(canonical) if policy.sessions.derive_from_conversation else None),
+        session_id=session_id,
+        scratch={"session_source": session_source},
         requested_model=str(body.get("model") or "") if isinstance(body, dict) else "",
         stream=bool(side.get("stream")),
     )

@@ -15,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 
 from engine.http.auth import AuthError, resolve_team
 from engine.http.client_protocols import ClientProtocol, json_response
-from engine.pipeline.context import RequestContext, conversation_session_id, session_id_from_headers
+from engine.pipeline.context import RequestContext, resolve_session
 from engine.pipeline.run import run_pipeline
 from engine.policy.loader import PolicySet
 from engine.policy.models import Policy
@@ -98,6 +98,8 @@ class InferenceCall:
         except ProtocolError as exc:
             return self.error(exc.status, str(exc), exc.error_type, exc.param)
         side.setdefault("created", int(time.time()))
+        session_id, session_source = resolve_session(headers, body, policy.sessions.header,
+                                                     policy.sessions.derive_from_conversation)
 
         ctx = self.ctx = RequestContext(
             request_id=self.request_id,
@@ -105,8 +107,8 @@ class InferenceCall:
             body=body,
             headers=headers,
             team=team,
-            session_id=session_id_from_headers(headers, policy.sessions.header)
-            or (conversation_session_id(body) if policy.sessions.derive_from_conversation else None),
+            session_id=session_id,
+            scratch={"session_source": session_source},
             requested_model=str(data.get("model") or "") if isinstance(data, dict) else "",
             stream=bool(side.get("stream")),
         )

@@ -69,3 +69,15 @@ def conversation_session_id(body: dict[str, Any]) -> str | None:
     digest.update(orjson.dumps(body.get("system")))
     digest.update(orjson.dumps(first_user.get("content")))
     return "derived-" + digest.hexdigest()
+
+
+def resolve_session(headers: dict[str, str], body: dict[str, Any], header: str | None, derive: bool) -> tuple[str | None, str | None]:
+    """Return the request's session id and where it came from: `header`, `derived` or None."""
+    session_id = session_id_from_headers(headers, header)
+    if session_id:
+        return session_id, "header"
+    if derive:
+        derived = conversation_session_id(body)
+        if derived:
+            return derived, "derived"
+    return None, None

@@ -155,16 +155,24 @@ class ClassRule(BaseModel):
         description="Tool groups whose tools are forwarded, or `all`. Tools in no group are always kept.",
     )
 
+    session_keep: list[str] | Literal["all"] | None = Field(
+        None,
+        description="Tool groups kept instead of `keep` on the first request of an agent session that sends "
+        "a session header (Claude Code, Codex). The tool list starts the cached prompt prefix, so a session "
+        "that later needs a removed tool re-writes its whole prefix; a broader first set avoids that.",
+    )
+
     # Set at load when the rule is validated inside a whole policy (see `_check_groups`), otherwise on
     # first use by `bind_groups`.
     _keep_matcher: NameMatcher | None = PrivateAttr(None)
+    _session_keep_matcher: NameMatcher | None = PrivateAttr(None)
     _grouped_matcher: NameMatcher | None = PrivateAttr(None)
 
-    @field_validator("keep")
+    @field_validator("keep", "session_keep")
     @classmethod
-    def _check_keep_list(cls, value: list[str] | str) -> list[str] | str:
+    def _check_keep_list(cls, value: list[str] | str | None, info: ValidationInfo) -> list[str] | str | None:
         if isinstance(value, list) and KEEP_ALL in value:
-            raise ValueError("write `keep: all` on its own, not inside a list of groups")
+            raise ValueError(f"write `{info.field_name}: all` on its own, not inside a list of groups")
         return value
 
     @model_validator(mode="after")
@@ -181,27 +189,36 @@ class ClassRule(BaseModel):
 
     def bind_groups(self, tool_groups: dict[str, list[str]]) -> None:
         """Compile the matchers of the kept groups and of all groups; raise ValueError on an unknown group."""
-        if isinstance(self.keep, list):
-            unknown = [group for group in self.keep if group not in tool_groups]
-            if unknown:
-                known = ", ".join(sorted(tool_groups)) or "none defined"
-                raise ValueError(f"keep: unknown tool group(s) {unknown}; known groups: {known}")
-            kept_patterns = [pattern for group in self.keep for pattern in tool_groups[group]]
-            self._keep_matcher = NameMatcher(kept_patterns)
-        else:
-            self._keep_matcher = None
+        self._keep_matcher = _groups_matcher("keep", self.keep, tool_groups)
+        self._session_keep_matcher = _groups_matcher("session_keep", self.session_keep, tool_groups)
         self._grouped_matcher = NameMatcher([pattern for patterns in tool_groups.values() for pattern in patterns])
 
     @property
     def is_bound(self) -> bool:
         return self._grouped_matcher is not None
 
-    def keeps(self, name: str) -> bool:
-        """Return True if this class forwards the tool `name`: `keep: all`, a kept group, or a name in no group."""
+    def keeps(self, name: str, session_start: bool = False) -> bool:
+        """Return True if this class forwards the tool `name`: `keep: all`, a kept group, or a name in no group.
+
+        With `session_start`, `session_keep` replaces `keep` when the rule sets it.
+        """
         if self._grouped_matcher is None:
             raise RuntimeError(f"class rule {self.name!r} is used before its tool groups were bound")
-        if self.keep == KEEP_ALL:
+        keep, matcher = self.keep, self._keep_matcher
+        if session_start and self.session_keep is not None:
+            keep, matcher = self.session_keep, self._session_keep_matcher
+        if keep == KEEP_ALL:
             return True
         if not self._grouped_matcher.matches(name):
             return True
-        return self._keep_matcher is not None and self._keep_matcher.matches(name)
+        return matcher is not None and matcher.matches(name)
+
+
+def _groups_matcher(key: str, keep: list[str] | str | None, tool_groups: dict[str, list[str]]) -> NameMatcher | None:
+    if not isinstance(keep, list):
+        return None
+    unknown = [group for group in keep if group not in tool_groups]
+    if unknown:
+        known = ", ".join(sorted(tool_groups)) or "none defined"
+        raise ValueError(f"{key}: unknown tool group(s) {unknown}; known groups: {known}")
+    return NameMatcher([pattern for group in keep for pattern in tool_groups[group]])

@@ -130,12 +130,17 @@ def select_tools(ctx: RequestContext, policy: Policy, sessions: ToolSessions) ->
     session_key = (ctx.team, ctx.session_id) if ctx.session_id else None
     previous = sessions.get(session_key) if session_key is not None else frozenset()
     protected = _protected_names(ctx.body, facts) | previous
+    # The first request of a session whose client names it (Claude Code, Codex) starts a long agent
+    # loop over a cached prefix, so the class's broader `session_keep` applies there.
+    session_start = session_key is not None and not previous and ctx.scratch.get("session_source") == "header"
+    if session_start:
+        decision["session_start"] = True
 
     kept = []
     removed = []
     for tool in tools:
         name = tool_name(tool)
-        if name is None or name in protected or match is None or match[1].keeps(name):
+        if name is None or name in protected or match is None or match[1].keeps(name, session_start):
             kept.append(tool)
         else:
             removed.append(tool)
