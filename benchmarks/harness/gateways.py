@@ -48,16 +48,35 @@ def direct(stub: LocalService) -> Gateway:
     return Gateway("direct", "-", stub.url, command="(no gateway)", root_pid=stub.pid)
 
 
-def leangate(workdir: Path, stub: LocalService) -> Gateway:
+# The `leangate-lexical` variant: no embedding on the request path. The tier model without
+# semantic_difficulty (policies/presets/tier-model-lexical.yaml, with the threshold its training
+# suggested) and the semantic cache off, as a team that needs throughput more than routing accuracy
+# would configure it.
+LEXICAL_EDITS = (
+    ("tier_model: !include tier-model.yaml", "tier_model: !include presets/tier-model-lexical.yaml"),
+    ("cache:\n  enabled: true\n", "cache:\n  enabled: false\n"),
+    ("    below: 0.2721\n", "    below: 0.3265\n"),
+)
+
+
+def leangate(workdir: Path, stub: LocalService, variant: str = "leangate") -> Gateway:
     """Start `leangate serve` with a copy of the repository's policies, pointed at the stub.
 
     The copy keeps the run on one policy while other people edit `policies/` and the gateway
-    hot-reloads it."""
+    hot-reloads it. `variant` `leangate-lexical` edits the copy as LEXICAL_EDITS says."""
     policy_dir = workdir / "policies"
     shutil.rmtree(policy_dir, ignore_errors=True)
     shutil.copytree(REPOSITORY / "policies", policy_dir)
-    service = start_gateway(workdir, policy_dir, stub.url, name="leangate")
-    return Gateway("leangate", f"{leangate_version} ({_git_revision()})", service.url,
+    if variant == "leangate-lexical":
+        default = policy_dir / "default.yaml"
+        text = default.read_text(encoding="utf-8")
+        for old, new in LEXICAL_EDITS:
+            if old not in text:
+                raise GatewayUnavailable(f"cannot make the lexical variant: {old.strip()!r} is not in default.yaml")
+            text = text.replace(old, new)
+        default.write_text(text, encoding="utf-8")
+    service = start_gateway(workdir, policy_dir, stub.url, name=variant)
+    return Gateway(variant, f"{leangate_version} ({_git_revision()})", service.url,
                    command=f"leangate serve --policies {policy_dir.name} --host 127.0.0.1",
                    root_pid=service.pid, stop=service.stop)
 

@@ -34,7 +34,7 @@ from engine.localrun import LocalService, ServiceError, start_stub
 from engine.stub.prompt_cache import PromptCacheError, PromptCacheSimulator
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-ALL_GATEWAYS = ("direct", "leangate", "litellm", "portkey")
+ALL_GATEWAYS = ("direct", "leangate", "leangate-lexical", "litellm", "portkey")
 REQUEST_TIMEOUT_S = 120.0
 ANTHROPIC_VERSION = "2023-06-01"
 # (label, streamed, unique text per request). The repeated run shows a gateway's best case: leangate
@@ -129,9 +129,9 @@ def _start_stub(workdir: Path, options: BenchOptions, record_dir: Path) -> Local
 def _start_gateway(name: str, workdir: Path, stub: LocalService, cache_dir: Path) -> Gateway:
     if name == "direct":
         return direct(stub)
-    if name == "leangate":
+    if name in ("leangate", "leangate-lexical"):
         try:
-            return leangate(workdir, stub)
+            return leangate(workdir, stub, variant=name)
         except ServiceError as error:
             raise GatewayUnavailable(str(error)) from error
     if name == "litellm":
@@ -165,7 +165,7 @@ def _run_gateway(name: str, options: BenchOptions, scenario_list: list[scenarios
 
         progress(f"{name}: billing pass over {len(scenario_list)} scenarios")
         result["scenarios"] = _billing_pass(gateway, scenario_list, record_dir)
-        if name == "leangate":
+        if name in ("leangate", "leangate-lexical"):
             sent = sum(len(scenario.requests) for scenario in scenario_list)
             decisions = _decisions(workdir / "decisions.jsonl", expected=sent)
             # The session is the last scenario, so its decisions are the last rows of the billing pass.
@@ -176,7 +176,7 @@ def _run_gateway(name: str, options: BenchOptions, scenario_list: list[scenarios
         latencies = _latency_passes(gateway, scenario_list, options.passes)
         for key, values in latencies.items():
             result["scenarios"][key]["latencies_ms"] = values
-        if name == "leangate":
+        if name in ("leangate", "leangate-lexical"):
             result["pipeline_ms"] = _pipeline_times(workdir / "decisions.jsonl")
 
         result["load"] = {}

@@ -140,7 +140,9 @@ class Runtime:
         await self.semantic_cache(policy).store(ctx, policy, message)
 
     def route_tier(self, ctx: RequestContext, policy: Policy) -> dict[str, Any]:
-        embedder = self.embedder(policy) if policy.tier_model is not None else None
+        # A tier model without centroids (trained with --lexical-only) never embeds, so it loads nothing.
+        needs_embedder = policy.tier_model is not None and policy.tier_model.centroids is not None
+        embedder = self.embedder(policy) if needs_embedder else None
         return route_tier(ctx, policy, self.tier_sessions, embedder)
 
     def apply_prompt_caching(self, ctx: RequestContext, policy: Policy, tier: dict[str, Any]) -> dict[str, Any] | None:
