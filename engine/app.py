@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 import logging
 import time
 from pathlib import Path
@@ -40,6 +41,9 @@ class Gateway:
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        # Embeddings run in the default executor, and the batching embedder groups the calls that are
+        # in flight together; 16 threads let up to 16 requests share one batch.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=16, thread_name_prefix="leangate"))
         active = self.store.active
         log.info("policy %s loaded from %s (%d files, teams: %s)", active.version, self.store.directory,
                  len(active.files), ", ".join(active.team_names()))

@@ -30,6 +30,67 @@ log = logging.getLogger(__name__)
 EMBEDDING_MEMORY = 4096
 
 
+class _Slot:
+    __slots__ = ("text", "vector", "error", "done")
+
+    def __init__(self, text: str):
+        self.text = text
+        self.vector: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+class BatchingEmbedder:
+    """Runs single-text embed calls that arrive while another batch runs as one batch.
+
+    The first caller becomes the leader and embeds what is pending; callers that arrive meanwhile
+    wait, and the leader embeds them together next. At low load nothing waits, and under load one
+    MiniLM batch of 16 short texts costs about half as much per text as 16 single calls (2 cores).
+    """
+
+    def __init__(self, inner: Embedder, max_batch: int = 16):
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self._max_batch = max_batch
+        self._pending: list[_Slot] = []
+        self._leading = False
+        self._lock = threading.Lock()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) != 1:
+            return self.inner.embed(texts)
+        slot = _Slot(texts[0])
+        with self._lock:
+            self._pending.append(slot)
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            self._lead()
+        slot.done.wait()
+        if slot.error is not None:
+            raise slot.error
+        return slot.vector.reshape(1, -1)
+
+    def _lead(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch:]
+                if not batch:
+                    self._leading = False
+                    return
+            try:
+                vectors = self.inner.embed([slot.text for slot in batch])
+            except BaseException as exc:  # noqa: BLE001 - every waiting caller gets the error
+                for slot in batch:
+                    slot.error = exc
+                    slot.done.set()
+                continue
+            for index, slot in enumerate(batch):
+                slot.vector = vectors[index]
+                slot.done.set()
+
+
 class MemoizedEmbedder:
     """Wraps an embedder with a bounded LRU of recent texts' vectors (keyed by a hash of the text)."""
 
@@ -79,7 +140,7 @@ class Runtime:
         if embedder is not None or config in self._embedder_failures:
             return embedder
         try:
-            embedder = MemoizedEmbedder(load_embedder(config))
+            embedder = MemoizedEmbedder(BatchingEmbedder(load_embedder(config)))
         except Exception as exc:  # noqa: BLE001 - routing must keep working without feature 15
             log.error("cannot load the embedder (%s); semantic features are off: %s", config.kind, exc)
             self._embedder_failures.add(config)
