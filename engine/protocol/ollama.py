@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from engine.protocol.errors import ProtocolError
+from engine.protocol.openai_chat.upstream import function_tools
 
 logger = logging.getLogger(__name__)
 
@@ -162,22 +163,6 @@ def _assistant_message(content: Any) -> dict[str, Any] | None:
     return message
 
 
-def _tools(tools: Any) -> list[dict[str, Any]]:
-    translated = []
-    for tool in tools if isinstance(tools, list) else []:
-        if not isinstance(tool, dict):
-            continue
-        if "input_schema" not in tool and tool.get("type") not in (None, "custom"):
-            logger.debug("dropped server tool %r (type %r): Ollama has no equivalent", tool.get("name"), tool.get("type"))
-            continue
-        function: dict[str, Any] = {"name": tool.get("name", "")}
-        if tool.get("description"):
-            function["description"] = tool["description"]
-        function["parameters"] = tool.get("input_schema") or {"type": "object", "properties": {}}
-        translated.append({"type": "function", "function": function})
-    return translated
-
-
 def _think(thinking: Any) -> bool | None:
     if not isinstance(thinking, dict):
         return None
@@ -223,7 +208,7 @@ def canonical_to_ollama_request(
 
     request: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
     tool_choice = body.get("tool_choice") if isinstance(body.get("tool_choice"), dict) else {}
-    tools = _tools(body.get("tools"))
+    tools = function_tools(body.get("tools"), strict=False)
     if tools and tool_choice.get("type") != "none":
         request["tools"] = tools
         if tool_choice.get("type") in ("any", "tool"):

@@ -188,7 +188,12 @@ def _translate_assistant_turn(content: Any, reasoning_content: bool) -> dict[str
     return message
 
 
-def _translate_tools(tools: Any) -> list[dict[str, Any]]:
+def function_tools(tools: Any, *, strict: bool = True) -> list[dict[str, Any]]:
+    """Translate Anthropic tool definitions into OpenAI-style function tools (also Ollama's format).
+
+    Server tools with a versioned `type` and no `input_schema` have no function form and are dropped
+    (logged at debug level). `strict` copies each tool's `strict` flag.
+    """
     translated = []
     for tool in tools if isinstance(tools, list) else []:
         if not isinstance(tool, dict):
@@ -200,7 +205,7 @@ def _translate_tools(tools: Any) -> list[dict[str, Any]]:
         if tool.get("description"):
             function["description"] = tool["description"]
         function["parameters"] = tool.get("input_schema") or {"type": "object", "properties": {}}
-        if isinstance(tool.get("strict"), bool):
+        if strict and isinstance(tool.get("strict"), bool):
             function["strict"] = tool["strict"]
         translated.append({"type": "function", "function": function})
     return translated
@@ -258,7 +263,7 @@ def canonical_to_chat_request(
 
     request: dict[str, Any] = {"model": model, "messages": messages}
 
-    tools = _translate_tools(body.get("tools"))
+    tools = function_tools(body.get("tools"))
     if tools:
         request["tools"] = tools
         choice = body.get("tool_choice")
