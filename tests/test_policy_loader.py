@@ -240,3 +240,16 @@ def test_unknown_group_in_session_keep_is_rejected(tmp_path):
     assert len(issues) == 1
     assert "classes[0]" in issues[0]
     assert "session_keep: unknown tool group(s) ['nope']" in issues[0]
+
+
+def test_team_tier_model_replaces_the_base_model(tmp_path):
+    root = Path(__file__).resolve().parent.parent / "policies"
+    directory = tmp_path / "policies"
+    shutil.copytree(root, directory)
+    (directory / "teams").mkdir(exist_ok=True)
+    (directory / "teams" / "lexical.yaml").write_text(
+        "extends: default\ntier_model: !include ../presets/tier-model-lexical.yaml\n", encoding="utf-8")
+    policies = load_policy_set(directory, {})
+    assert policies.base.tier_model.centroids is not None
+    assert policies.for_team("lexical").tier_model.centroids is None
+    assert policies.for_team("lexical").tier_model.coefficients[-1] == 0.0

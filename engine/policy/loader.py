@@ -31,6 +31,9 @@ from engine.policy.yaml_source import (
 BASE_NAME = "default"
 # Keys that only the base policy may set: who may call the gateway is not a team's decision.
 BASE_ONLY_KEYS = ("auth", "keys", "admin_keys")
+# Top-level keys whose value a team replaces whole instead of merging into: a tier model's
+# coefficients, standardisation and centroids belong together, so mixing two models is never valid.
+REPLACED_KEYS = ("tier_model",)
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,8 @@ class _Loader:
             return None
         data: Any = {}
         for document in layers:
-            data = deep_merge(data, document.data)
+            override = document.data
+            data = deep_merge({k: v for k, v in data.items() if k not in REPLACED_KEYS or k not in override}, override)
         try:
             policy = Policy.model_validate(data)
         except ValidationError as error:
