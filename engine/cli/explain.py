@@ -133,7 +133,10 @@ def _print_human(record: dict[str, Any]) -> None:
         print(f"   cache {cache.get('result')} (similarity {cache.get('similarity')}, guard {cache.get('guard')})")
     prompt_cache = record.get("prompt_cache")
     if prompt_cache:
-        print(f"   prompt cache: {prompt_cache}")
+        carried = ", ".join(prompt_cache.get("carried") or []) or "none"
+        added = ", ".join(prompt_cache.get("added") or []) or "none"
+        print(f"   prompt cache {prompt_cache.get('mode')} ({prompt_cache.get('provider_kind')}): breakpoints carried {carried}; "
+              f"added {added}; cached prefix about {prompt_cache.get('cached_prefix_tokens')} tokens")
 
 
 def run(args: argparse.Namespace) -> int:
