@@ -12,6 +12,7 @@ from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -85,6 +86,38 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return _error_shape(request, 500, "internal gateway error; the gateway log has the details")
 
 
+class GatewayHeaders:
+    """ASGI middleware that gives every response the x-leangate headers the handlers did not set:
+    a request id, the active policy version, and `none` for tier and model."""
+
+    def __init__(self, app: Any, gateway: Gateway):
+        self.app = app
+        self.gateway = gateway
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                present = {name.lower() for name, _ in headers}
+                if b"x-leangate-request-id" not in present:
+                    from engine.http.proxy import new_request_id
+
+                    headers += [
+                        (b"x-leangate-request-id", new_request_id().encode()),
+                        (b"x-leangate-policy-version", self.gateway.store.active.version.encode()),
+                        (b"x-leangate-tier", b"none"),
+                        (b"x-leangate-model", b"none"),
+                    ]
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(policy_dir: str | Path, *, watch: bool = True, loopback_only: bool = True) -> Starlette:
     gateway = Gateway(policy_dir, watch=watch, loopback_only=loopback_only)
 
@@ -100,6 +133,7 @@ def create_app(policy_dir: str | Path, *, watch: bool = True, loopback_only: boo
         routes=routes(),
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        middleware=[Middleware(GatewayHeaders, gateway=gateway)],
     )
     app.state.gateway = gateway
     return app

@@ -442,3 +442,11 @@ def test_cut_stream_is_recorded_as_error(gateway):
     record = decision_for(gateway, request_id)
     assert record["error"] == "upstream stream ended before message_stop"
     assert "stream ended before message_stop" in gateway.log()
+
+
+def test_every_response_carries_gateway_headers(gateway):
+    for method, path in (("GET", "/health/live"), ("GET", "/health/ready"), ("HEAD", "/api/hello"),
+                         ("GET", "/metrics"), ("GET", "/admin/policy"), ("GET", "/v1/nope")):
+        response = httpx.request(method, gateway.url + path, timeout=10)
+        for header in ("x-leangate-request-id", "x-leangate-policy-version", "x-leangate-tier", "x-leangate-model"):
+            assert response.headers.get(header), (path, header)
