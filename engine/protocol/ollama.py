@@ -15,6 +15,7 @@ import orjson
 
 from engine.protocol.errors import ProtocolError
 from engine.protocol.openai_chat.upstream import function_tools
+from engine.protocol.stream_blocks import OpenBlockEvents
 
 logger = logging.getLogger(__name__)
 
@@ -296,7 +297,7 @@ def ollama_response_to_message(resp: dict[str, Any], model: str) -> dict[str, An
     }
 
 
-class OllamaStreamReader:
+class OllamaStreamReader(OpenBlockEvents):
     """Turns Ollama NDJSON stream objects into canonical Anthropic stream events.
 
     Call `feed` for each decoded line and `finish` once at the end of the stream. The final object
@@ -317,7 +318,7 @@ class OllamaStreamReader:
             return []
         events: list[dict[str, Any]] = []
         if obj.get("error"):
-            self._close_open(events)
+            self._close_all(events)
             events.append({"type": "error", "error": {"type": "api_error", "message": _error_text(obj["error"])}})
             self._done = True
             return events
@@ -339,7 +340,7 @@ class OllamaStreamReader:
             self._emit_tool_use(block, events)
 
         if obj.get("done") is True:
-            self._close_open(events)
+            self._close_all(events)
             stop_reason = _stop_reason(obj.get("done_reason"), self._has_tool_calls)
             events.append(
                 {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None}, "usage": _usage(obj)}
@@ -354,7 +355,7 @@ class OllamaStreamReader:
             return []
         self._done = True
         events: list[dict[str, Any]] = []
-        self._close_open(events)
+        self._close_all(events)
         message = "upstream stream ended before the final done object" if self._started else "upstream stream ended before any data"
         events.append({"type": "error", "error": {"type": "api_error", "message": message}})
         return events
@@ -374,27 +375,13 @@ class OllamaStreamReader:
             },
         }
 
-    def _delta(self, delta: dict[str, Any]) -> dict[str, Any]:
-        return {"type": "content_block_delta", "index": self._next_index - 1, "delta": delta}
-
-    def _ensure_open(self, kind: str, events: list[dict[str, Any]]) -> None:
-        if self._open == kind:
-            return
-        self._close_open(events)
-        block: dict[str, Any] = {"type": "text", "text": ""}
-        if kind == "thinking":
-            block = {"type": "thinking", "thinking": "", "signature": ""}
-        events.append({"type": "content_block_start", "index": self._next_index, "content_block": block})
-        self._next_index += 1
-        self._open = kind
-
-    def _close_open(self, events: list[dict[str, Any]]) -> None:
+    def _close_all(self, events: list[dict[str, Any]]) -> None:
         if self._open is not None:
             events.append({"type": "content_block_stop", "index": self._next_index - 1})
             self._open = None
 
     def _emit_tool_use(self, block: dict[str, Any], events: list[dict[str, Any]]) -> None:
-        self._close_open(events)
+        self._close_all(events)
         index = self._next_index
         self._next_index += 1
         self._has_tool_calls = True

@@ -14,6 +14,7 @@ from engine.protocol.openai_chat._common import (
     reasoning_text,
     stop_reason_from_finish,
 )
+from engine.protocol.stream_blocks import OpenBlockEvents
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class _ToolCall:
         self.closed = False
 
 
-class ChatStreamReader:
+class ChatStreamReader(OpenBlockEvents):
     """Turns Chat Completions stream chunks (decoded JSON) into canonical Anthropic stream events.
 
     Call `feed` for every `data:` chunk except `[DONE]`, then `finish` once when the stream ends.
@@ -186,20 +187,6 @@ class ChatStreamReader:
                     self._on_tool_fragment(fragment, events)
         elif isinstance(delta.get("function_call"), dict):
             self._on_tool_fragment({"index": 0, "function": delta["function_call"]}, events)
-
-    def _delta(self, delta: dict[str, Any]) -> dict[str, Any]:
-        return {"type": "content_block_delta", "index": self._next_index - 1, "delta": delta}
-
-    def _ensure_open(self, kind: str, events: list[dict[str, Any]]) -> None:
-        if self._open == kind:
-            return
-        self._close_all(events)
-        block: dict[str, Any] = {"type": "text", "text": ""}
-        if kind == "thinking":
-            block = {"type": "thinking", "thinking": "", "signature": ""}
-        events.append({"type": "content_block_start", "index": self._next_index, "content_block": block})
-        self._next_index += 1
-        self._open = kind
 
     def _close_open_block(self, events: list[dict[str, Any]]) -> None:
         if self._open is None:
