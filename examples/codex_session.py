@@ -3,8 +3,8 @@
 Usage: python examples/codex_session.py http://127.0.0.1:8787
 
 The gateway should run in front of `leangate stub-upstream`, whose `<<call NAME {json}>>` markers
-make the stand-in model call tools. Turn 1 calls the `shell` function, turn 2 answers its output
-(streamed), turn 3 calls the freeform `apply_patch` tool (streamed), and turn 4 answers its output.
+make the stand-in model call tools. Turn 1 calls the `shell` function, turn 2 replies to its output
+(streamed), turn 3 calls the freeform `apply_patch` tool (streamed), and turn 4 replies to its output.
 """
 
 from __future__ import annotations

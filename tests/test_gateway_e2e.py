@@ -151,7 +151,8 @@ def test_openai_stream_text_with_usage(gateway, team):
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
     assert text
     assert chunks[-1].choices == []
-    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens > 0
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.prompt_tokens > 0
     assert all(chunk.usage is None for chunk in chunks[:-1])
     finishes = [chunk.choices[0].finish_reason for chunk in chunks if chunk.choices and chunk.choices[0].finish_reason]
     assert finishes == ["stop"]
@@ -232,7 +233,7 @@ def test_parallel_tool_calls(gateway, team):
     assert len({block.id for block in uses}) == 2
 
 
-def test_finish_reason_stop_with_tool_calls_becomes_tool_use(gateway):
+def test_stop_with_tool_calls_becomes_tool_use(gateway):
     client = anthropic_client(gateway, "via-openai")
     prompt = unique('<<quirk finish_reason_stop>> <<call Read {"file_path": "x"}>>')
     message = client.messages.create(model="claude-sonnet-4-5", max_tokens=256, tools=[READ_TOOL],
@@ -389,7 +390,8 @@ def test_models_list_shapes(gateway):
     anthropic_shape = httpx.get(gateway.url + "/v1/models", headers={"anthropic-version": "2023-06-01"}, timeout=10).json()
     assert anthropic_shape["data"][0]["type"] == "model"
     ids = [entry["id"] for entry in anthropic_shape["data"]]
-    assert "leangate-auto" in ids and "claude-sonnet-4-5" in ids
+    assert "leangate-auto" in ids
+    assert "claude-sonnet-4-5" in ids
     assert "*" not in ids
     openai_ids = [model.id for model in openai_client(gateway).models.list()]
     assert openai_ids == ids

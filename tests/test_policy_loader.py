@@ -223,7 +223,8 @@ def test_check_rejects_folder_without_default(tmp_path):
     tmp_path.mkdir()
     failed = subprocess.run([sys.executable, "-m", "engine", "check", str(tmp_path)], capture_output=True, text=True)
     assert failed.returncode == 1
-    assert "default.yaml" in failed.stderr and "not found" in failed.stderr
+    assert "default.yaml" in failed.stderr
+    assert "not found" in failed.stderr
 
 
 def test_python_tags_are_not_executed(tmp_path):

@@ -45,7 +45,7 @@ def test_concurrent_calls_share_a_batch():
     batching = BatchingEmbedder(inner)
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(batching.embed, [f"text {index}"]) for index in range(8)]
-        # The first call holds the inner embedder until the other seven are queued behind it.
+        # The first call blocks inside the inner embedder until the other seven are queued behind it.
         while len(batching._pending) < 7:
             pass
         inner.gate.set()

@@ -104,7 +104,7 @@ def test_session_start_keeps_edit_set(gateway, stub):
 
 
 def test_derived_session_widens_once(gateway, stub):
-    """A client without a session header gets an id derived from its conversation's start; its
+    """A client without a session header gets an id derived from its conversation's start. Its
     read-only first request is narrowed, and the first edit widens the list to every tool at once."""
     first = unique("Explain the pricing module")
     second = unique("Fix the rounding bug in the pricing module")

@@ -63,7 +63,7 @@ def leangate(workdir: Path, stub: LocalService, variant: str = "leangate") -> Ga
     """Start `leangate serve` with a copy of the repository's policies, pointed at the stub.
 
     The copy keeps the run on one policy while other people edit `policies/` and the gateway
-    hot-reloads it. `variant` `leangate-lexical` edits the copy as LEXICAL_EDITS says."""
+    hot-reloads it. With `variant` `leangate-lexical`, the copy gets the LEXICAL_EDITS."""
     policy_dir = workdir / "policies"
     shutil.rmtree(policy_dir, ignore_errors=True)
     shutil.copytree(REPOSITORY / "policies", policy_dir)

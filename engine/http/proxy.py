@@ -1,5 +1,5 @@
 """The inference path shared by every client protocol: authenticate, parse into the canonical
-request, run the pipeline, send upstream, and answer in the client's protocol, streaming or not."""
+request, run the pipeline, send upstream, and respond in the client's protocol, streaming or not."""
 
 from __future__ import annotations
 
@@ -182,7 +182,7 @@ class InferenceCall:
 
     def serve_message(self, message: dict[str, Any], side: dict[str, Any], headers: dict[str, str], cached: bool) -> Response:
         if cached:
-            # A hit is a new answer to this request and bills nothing upstream.
+            # A hit is a new response to this request, and nothing was billed upstream for it.
             message = {**message, "id": "msg_" + self.request_id.removeprefix("req_"),
                        "usage": {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0,
                                  "cache_read_input_tokens": 0}}

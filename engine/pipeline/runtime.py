@@ -134,7 +134,7 @@ class Runtime:
         self._embedder_failures: set[EmbedderConfig] = set()
 
     def embedder(self, policy: Policy) -> MemoizedEmbedder | None:
-        """The policy's embedder, loaded once per config; None when it cannot be loaded."""
+        """Return the policy's embedder, loaded once per config, or None when it cannot be loaded."""
         config = policy.cache.embedder
         embedder = self._embedders.get(config)
         if embedder is not None or config in self._embedder_failures:

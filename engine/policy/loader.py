@@ -110,9 +110,9 @@ def _issues_from_validation(error: ValidationError, layers: list[SourceDocument]
         elif detail.get("type") == "missing":
             message = "required key is missing"
         elif "input" in detail and detail.get("type") not in ("model_type", "dict_type", "list_type"):
-            shown = detail["input"]
-            if isinstance(shown, (str, int, float, bool)) and "api_key" not in loc and repr(shown) not in message:
-                message = f"{message}, got {shown!r}"
+            value = detail["input"]
+            if isinstance(value, (str, int, float, bool)) and "api_key" not in loc and repr(value) not in message:
+                message = f"{message}, got {value!r}"
         position = _position_for(loc, layers)
         issues.append(PolicyIssue(position.file, position.line, position.column, format_key_path(loc), message))
     return issues
@@ -179,34 +179,39 @@ class _Loader:
             self.documents[name] = document
         return self.documents[name]
 
+    def issue_at(self, name: str, document: SourceDocument | None, key: str, message: str) -> None:
+        """Record an issue at `key` of a policy file, or at its first line when the key is not in it."""
+        fallback = Position(display_path(self.path_of(name)), 1, 1)
+        position = document.positions.get((key,), fallback) if document is not None else fallback
+        self.issues.append(PolicyIssue(position.file, position.line, position.column, key, message))
+
     def layers(self, name: str, chain: tuple[str, ...] = ()) -> list[SourceDocument] | None:
-        """The documents that make up a policy, base first."""
+        """Return the documents that make up a policy, base first, or None after recording an issue."""
         if name in chain:
-            path = self.path_of(name)
-            self.issues.append(PolicyIssue(display_path(path), 1, 1, "extends", f"extends cycle: {' -> '.join((*chain, name))}"))
+            self.issue_at(name, None, "extends", f"extends cycle: {' -> '.join((*chain, name))}")
             return None
         document = self.document(name)
         if document is None:
             return None
+
         parent = document.data.get("extends")
         if name == BASE_NAME:
             if parent is not None:
-                position = document.positions.get(("extends",), Position(display_path(self.path_of(name)), 1, 1))
-                self.issues.append(PolicyIssue(position.file, position.line, position.column, "extends", "the base policy cannot extend another policy"))
+                self.issue_at(name, document, "extends", "the base policy cannot extend another policy")
                 return None
             return [document]
+
         if parent is None:
             parent = BASE_NAME
         if not isinstance(parent, str) or not (parent == BASE_NAME or self.path_of(parent).exists()):
-            position = document.positions.get(("extends",), Position(display_path(self.path_of(name)), 1, 1))
-            self.issues.append(PolicyIssue(position.file, position.line, position.column, "extends",
-                                           f"unknown policy {parent!r}; use `default` or the name of a file in teams/"))
+            self.issue_at(name, document, "extends",
+                          f"unknown policy {parent!r}; use `default` or the name of a file in teams/")
             return None
         for key in BASE_ONLY_KEYS:
             if key in document.data:
-                position = document.positions[(key,)]
-                self.issues.append(PolicyIssue(position.file, position.line, position.column, key,
-                                               f"`{key}` may only be set in {BASE_NAME}.yaml; a team file cannot change who may call the gateway"))
+                self.issue_at(name, document, key, f"`{key}` may only be set in {BASE_NAME}.yaml; "
+                                                   "a team file cannot change who may call the gateway")
+
         parents = self.layers(parent, (*chain, name))
         if parents is None:
             return None
@@ -218,8 +223,9 @@ class _Loader:
             return None
         data: Any = {}
         for document in layers:
-            override = document.data
-            data = deep_merge({k: v for k, v in data.items() if k not in REPLACED_KEYS or k not in override}, override)
+            replaced = [key for key in REPLACED_KEYS if key in document.data]
+            inherited = {key: value for key, value in data.items() if key not in replaced}
+            data = deep_merge(inherited, document.data)
         try:
             policy = Policy.model_validate(data)
         except ValidationError as error:

@@ -36,14 +36,14 @@ ProviderKind = Literal["anthropic", "openai", "azure-openai", "ollama", "openai-
 
 class Timeouts(Strict):
     connect: Duration = Field(5.0, description="Seconds (or a duration such as 5s) to open a connection.")
-    read: Duration = Field(300.0, description="Seconds to wait between bytes of the upstream answer.")
+    read: Duration = Field(300.0, description="Seconds to wait between bytes of the upstream response.")
     total: Duration | None = Field(None, description="Upper bound for a whole non-streaming call.")
 
 
 class Retry(Strict):
     attempts: int = Field(2, ge=0, le=10, description="Retries after the first try, on 408, 429, 5xx and connection errors.")
     backoff: Duration = Field(0.5, description="First wait between tries; it doubles each time.")
-    max_backoff: Duration = Field(8.0, description="Longest wait between tries, `retry-after` included.")
+    max_backoff: Duration = Field(8.0, description="Maximum wait between tries, `retry-after` included.")
     retry_on: list[int] = Field(default_factory=lambda: [408, 409, 429, 500, 502, 503, 504, 529])
 
 

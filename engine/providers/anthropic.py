@@ -52,9 +52,9 @@ class AnthropicAdapter:
         try:
             message = orjson.loads(data)
         except orjson.JSONDecodeError:
-            raise ProtocolError("upstream answered with invalid JSON", status=502) from None
+            raise ProtocolError("upstream response is not valid JSON", status=502) from None
         if not isinstance(message, dict) or message.get("type") != "message":
-            raise ProtocolError("upstream answer is not an Anthropic message", status=502)
+            raise ProtocolError("upstream response is not an Anthropic message", status=502)
         return message
 
     def stream_reader(self, model: str) -> "AnthropicStreamReader":

@@ -1,4 +1,4 @@
-"""What every provider adapter does: build the upstream request, and read its answer back into the
+"""The provider adapter interface: build the upstream request, and read its response back into the
 canonical Anthropic Message (or its stream of events)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from engine.policy.models import Provider
 
 
 class UpstreamError(Exception):
-    """Raised when the upstream answers with an error status, or cannot be reached."""
+    """Raised when the upstream responds with an error status, or cannot be reached."""
 
     def __init__(self, status: int, message: str, *, retry_after: float | None = None, error_type: str | None = None,
                  transport: bool = False):
@@ -20,7 +20,7 @@ class UpstreamError(Exception):
         self.message = message
         self.retry_after = retry_after
         self.error_type = error_type
-        self.transport = transport  # True when no HTTP answer came back (connect error, reset, timeout)
+        self.transport = transport  # True when no HTTP response came back (connect error, reset, timeout)
         super().__init__(f"{status}: {message}")
 
 

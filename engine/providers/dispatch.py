@@ -39,7 +39,7 @@ class Attempt:
 
 @dataclass
 class DispatchResult:
-    """What happened upstream, for the decision record."""
+    """The upstream outcome of one request (target, status, attempts), for the decision record."""
 
     target: Target | None = None
     status: int | None = None

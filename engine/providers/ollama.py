@@ -39,9 +39,9 @@ class OllamaAdapter:
         try:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError:
-            raise ProtocolError("upstream answered with invalid JSON", status=502) from None
+            raise ProtocolError("upstream response is not valid JSON", status=502) from None
         if not isinstance(parsed, dict):
-            raise ProtocolError("upstream answer is not a JSON object", status=502)
+            raise ProtocolError("upstream response is not a JSON object", status=502)
         return ollama.ollama_response_to_message(parsed, model)
 
     def stream_reader(self, model: str) -> "OllamaNDJSONReader":

@@ -67,7 +67,7 @@ class TierSessions:
     def record(self, team: str, session_id: str, tier: str, *, escalated: bool = False) -> None:
         """Store the tier a session's request was sent to, and mark the session as most recently used.
 
-        `escalated` says this request moved the session to a stronger tier; it is remembered.
+        `escalated` marks a request that moved the session to a stronger tier, and the session keeps that mark.
         """
         key = (team, session_id)
         now = self._clock()
