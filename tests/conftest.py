@@ -3,7 +3,9 @@ free loopback ports, talked to over HTTP."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -29,6 +31,18 @@ TEST_SECRETS = {
     "OPENAI_API_KEY": "sk-openai-test-secret-value",
     "AZURE_OPENAI_API_KEY": "azure-test-secret-value",
 }
+
+
+def wait_for_decisions(path: Path, count: int, timeout: float = 10.0) -> list[dict]:
+    """Return the decision records in `path` once there are at least `count` of them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            if len(lines) >= count:
+                return lines
+        time.sleep(0.1)
+    raise AssertionError(f"expected {count} decision records in {path}")
 
 
 def write_adapter_teams(policy_dir: Path) -> None:

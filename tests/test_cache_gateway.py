@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import anthropic
 import openai
 import pytest
+
+from tests.conftest import wait_for_decisions
 
 STORED = "How can I reverse a list in Python?"
 PARAPHRASE = "how do I reverse a python list"
@@ -18,17 +18,6 @@ def enable_cache(policy_dir: Path) -> None:
     """Check that the shipped policy turns the cache on; the tests rely on its default section."""
     text = (policy_dir / "default.yaml").read_text(encoding="utf-8")
     assert "cache:\n  enabled: true\n" in text
-
-
-def decisions(path: Path, count: int, timeout: float = 10.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            if len(lines) >= count:
-                return lines
-        time.sleep(0.1)
-    raise AssertionError(f"expected {count} decision records in {path}")
 
 
 @pytest.fixture
@@ -86,7 +75,7 @@ def test_near_miss_is_refused_through_gateway(cached_gateway):
     )
 
     assert second.headers.get("x-leangate-cache") != "hit"
-    record = decisions(cached_gateway.extra["decisions"], 2)[-1]
+    record = wait_for_decisions(cached_gateway.extra["decisions"], 2)[-1]
     assert record["cache"]["result"] == "refused"
     assert record["cache"]["guard"] == "word_order"
 
@@ -101,7 +90,7 @@ def test_no_cache_header_bypasses_through_gateway(cached_gateway):
     )
 
     assert second.headers.get("x-leangate-cache") != "hit"
-    assert decisions(cached_gateway.extra["decisions"], 2)[-1]["cache"]["result"] == "bypass"
+    assert wait_for_decisions(cached_gateway.extra["decisions"], 2)[-1]["cache"]["result"] == "bypass"
 
 
 def test_persisted_entries_survive_gateway_restart(start_gateway, tmp_path):

@@ -6,13 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import anthropic
 import pytest
 
 from engine.stages.tier.policy import FEATURE_NAMES
+from tests.conftest import wait_for_decisions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,17 +34,6 @@ HARD_PROMPTS = [
 ]
 
 
-def read_decisions(path: Path, count: int, timeout: float = 10.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            if len(lines) >= count:
-                return lines
-        time.sleep(0.1)
-    raise AssertionError(f"expected {count} decision records in {path}")
-
-
 @pytest.fixture
 def routed(start_gateway):
     """Send the easy and hard prompts through a gateway; return (gateway, {request_id: label}, decisions)."""
@@ -57,7 +46,7 @@ def routed(start_gateway):
                 model="leangate-auto", max_tokens=64, messages=[{"role": "user", "content": prompt}]
             )
             labels[response.headers["x-leangate-request-id"]] = label
-    decisions = read_decisions(gateway.extra["decisions"], len(labels))
+    decisions = wait_for_decisions(gateway.extra["decisions"], len(labels))
     return gateway, labels, decisions
 
 
