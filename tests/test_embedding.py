@@ -86,7 +86,9 @@ def test_minilm_batches_past_batch_size(minilm):
     vectors = minilm.embed(texts)
 
     assert vectors.shape == (70, 384)
-    assert np.allclose(vectors[65], minilm.embed([texts[65]])[0], atol=1e-5)
+    # The int8 products round activations per call, so a text embedded in a batch and alone can
+    # differ slightly; 1e-3 in cosine is ten times what this build shows.
+    assert float(vectors[65] @ minilm.embed([texts[65]])[0]) > 1 - 1e-3
 
 
 def test_minilm_name_carries_model_hash(minilm):
@@ -276,3 +278,87 @@ def test_minilm_accepts_lone_surrogates(minilm):
 
     assert vectors.shape == (1, 384)
     assert np.isfinite(vectors).all()
+
+
+# --- int8 graph rewrite -----------------------------------------------------------------------------
+
+
+def test_int8_and_float32_graphs_give_the_same_vectors(minilm):
+    from engine.embedding.onnx_minilm import OnnxMiniLMEmbedder
+
+    texts = [
+        "How do I convert a string to an int in JavaScript?",
+        "What's the way to parse a string into an integer in JS?",
+        "Write a haiku about autumn leaves.",
+        "Refactor parse_line in src/shop/importer.py to return a dataclass.",
+        "ok",
+    ]
+    reference = OnnxMiniLMEmbedder(compute="float32", threads=1)
+    assert minilm.compute == "int8"
+    assert reference.compute == "float32"
+    assert reference.name == minilm.name
+
+    expected, actual = reference.embed(texts), minilm.embed(texts)
+
+    drift = 1.0 - np.sum(expected * actual, axis=1)
+    assert drift.max() < 1e-2
+    assert np.median(drift) < 2e-3
+    # Pairwise similarities, which the cache threshold and the tier feature read, move by less than 0.01.
+    assert np.abs(expected @ expected.T - actual @ actual.T).max() < 0.01
+
+
+def test_rewritten_model_is_cached_and_checked(tmp_path, monkeypatch):
+    from engine.embedding import int8_graph
+    from engine.embedding.onnx_minilm import model_path
+
+    monkeypatch.setenv(int8_graph.CACHE_ENV, str(tmp_path))
+    first = int8_graph.cached_model(model_path(), MODEL_SHA256)
+    record = json.loads(first.with_suffix(".json").read_text(encoding="utf-8"))
+
+    assert first.parent == tmp_path
+    assert record["sha256"] == int8_graph.file_sha256(first)
+    assert record["matmul_nodes"] == 36  # six layers, six weight products each
+    assert record["probe_cosine_drift"] < int8_graph.MAX_COSINE_DRIFT
+
+    written = first.stat().st_mtime_ns
+    assert int8_graph.cached_model(model_path(), MODEL_SHA256) == first
+    assert first.stat().st_mtime_ns == written
+
+    first.write_bytes(first.read_bytes()[:1000])  # a cut file no longer matches its recorded sha256
+    again = int8_graph.cached_model(model_path(), MODEL_SHA256)
+    assert int8_graph.file_sha256(again) == record["sha256"]
+
+
+def test_unwritable_cache_folder_falls_back_to_float32(tmp_path, monkeypatch, caplog):
+    from engine.embedding import int8_graph
+    from engine.embedding.onnx_minilm import OnnxMiniLMEmbedder
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv(int8_graph.CACHE_ENV, str(blocker / "cache"))
+
+    with caplog.at_level("WARNING"):
+        embedder = OnnxMiniLMEmbedder(threads=1)
+
+    assert embedder.compute == "float32"
+    assert "cannot create the cache folder" in caplog.text
+    assert embedder.embed(["still works"]).shape == (1, 384)
+
+
+def test_rewrite_refuses_a_graph_without_int8_weights():
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from engine.embedding.int8_graph import RewriteError, rewrite
+
+    weight = numpy_helper.from_array(np.ones((128, 4), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="plain")], "plain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 128])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weight],
+    )
+    model = helper.make_model(graph)
+
+    with pytest.raises(RewriteError, match="no MatMul fed by int8 weights"):
+        rewrite(model)
+    assert [node.op_type for node in model.graph.node] == ["MatMul"]

