@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from benchmarks.harness import prices, procstat, scenarios
-from benchmarks.harness.gateways import is_loopback_address
+from benchmarks.harness.gateways import GatewayUnavailable, is_loopback_address, non_loopback_listeners
 from benchmarks.harness.load import is_loopback_url, percentile
-from benchmarks.harness.peers import litellm_config, portkey_listen_option
+from benchmarks.harness.peers import LOOPBACK_PRELOAD, litellm_config, start_portkey
 from engine.tokens import count_text
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+needs_ss = pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) is not installed")
 
 
 def test_scenarios_have_the_briefed_shapes():
@@ -108,14 +112,151 @@ def test_litellm_config_points_only_at_the_stub():
     assert "model: anthropic/claude-sonnet-4-5" in config
 
 
-def test_portkey_listen_option_is_read_from_the_script(tmp_path):
-    without = tmp_path / "without.js"
-    without.write_text('const a=process.argv.slice(2),p=a.find((e=>e.startsWith("--port=")));serve({port:p})')
-    with_host = tmp_path / "with.js"
-    with_host.write_text('const h=a.find((e=>e.startsWith("--host=")));serve({port:p,hostname:h})')
+# Each entry of `forms` calls net.Server.prototype.listen in one form, and the script prints the bound addresses.
+LISTEN_FORMS_SCRIPT = """
+const net = require("node:net");
+const http = require("node:http");
+const path = require("node:path");
+const forms = {
+  "port, undefined, callback": (server, done) => server.listen(0, undefined, done),
+  "port": (server, done) => { server.once("listening", done); server.listen(0); },
+  "port, callback": (server, done) => server.listen(0, done),
+  "port, backlog, callback": (server, done) => server.listen(0, 64, done),
+  "port, null, backlog, callback": (server, done) => server.listen(0, null, 64, done),
+  "string port, callback": (server, done) => server.listen("0", done),
+  "port, 0.0.0.0": (server, done) => server.listen(0, "0.0.0.0", done),
+  "port, ::": (server, done) => server.listen(0, "::", done),
+  "port, 0:0:0:0:0:0:0:0": (server, done) => server.listen(0, "0:0:0:0:0:0:0:0", done),
+  "options": (server, done) => server.listen({ port: 0 }, done),
+  "options with host ::": (server, done) => server.listen({ port: 0, host: "::" }, done),
+  "no arguments": (server, done) => { server.once("listening", done); server.listen(); },
+  "callback only": (server, done) => server.listen(done),
+  "explicit 127.0.0.1": (server, done) => server.listen(0, "127.0.0.1", done),
+  "explicit ::1": (server, done) => server.listen({ port: 0, host: "::1" }, done),
+  "unix socket": (server, done) => server.listen(path.join(process.argv[2], "test.sock"), done),
+};
+(async () => {
+  const addresses = {};
+  for (const [form, listen] of Object.entries(forms)) {
+    const server = form === "port, undefined, callback" ? http.createServer() : net.createServer();
+    await new Promise((resolve) => listen(server, resolve));
+    const address = server.address();
+    addresses[form] = typeof address === "string" ? "unix" : address.address;
+    await new Promise((resolve) => server.close(resolve));
+  }
+  console.log(JSON.stringify(addresses));
+})();
+"""
 
-    assert portkey_listen_option(without) is None
-    assert portkey_listen_option(with_host) == "--host="
+
+@needs_node
+def test_loopback_preload_covers_listen_forms(tmp_path):
+    script = tmp_path / "forms.js"
+    script.write_text(LISTEN_FORMS_SCRIPT)
+
+    completed = subprocess.run(["node", "--require", str(LOOPBACK_PRELOAD), str(script), str(tmp_path)],
+                               capture_output=True, text=True, timeout=60)
+
+    assert completed.returncode == 0, completed.stderr
+    addresses = json.loads(completed.stdout)
+    expected = {form: "127.0.0.1" for form in addresses}
+    expected["explicit ::1"] = "::1"
+    expected["unix socket"] = "unix"
+    assert addresses == expected
+    assert completed.stderr.count("listening on 127.0.0.1") == 13
+
+
+# A stand-in for the Portkey start script. It listens the way @hono/node-server 1.19 does and
+# writes its environment to env.json in its working folder.
+FAKE_PORTKEY_SCRIPT = """
+const fs = require("node:fs");
+const http = require("node:http");
+const port = Number(process.argv.find((argument) => argument.startsWith("--port=")).split("=")[1]);
+fs.writeFileSync("env.json", JSON.stringify(process.env));
+http.createServer((request, response) => response.end("fake gateway")).listen(port, undefined, () => {});
+"""
+
+# A start script whose child process runs without the preload and listens on every interface.
+FAKE_PORTKEY_WITH_WILDCARD_CHILD = """
+const { spawn } = require("node:child_process");
+const fs = require("node:fs");
+const http = require("node:http");
+const port = Number(process.argv.find((argument) => argument.startsWith("--port=")).split("=")[1]);
+const child = spawn(process.execPath, ["-e",
+  "require('node:net').createServer((socket) => socket.destroy()).listen(0, () => console.log('listening'))"],
+  { stdio: ["ignore", "pipe", "inherit"] });
+fs.writeFileSync("child.pid", String(child.pid));
+child.stdout.once("data", () => http.createServer((request, response) => response.end("fake")).listen(port));
+"""
+
+
+def _fake_portkey(peers_dir: Path, script: str) -> None:
+    package = peers_dir / "portkey" / "node_modules" / "@portkey-ai" / "gateway"
+    (package / "build").mkdir(parents=True)
+    (package / "build" / "start-server.js").write_text(script)
+    (package / "package.json").write_text('{"name": "@portkey-ai/gateway", "version": "0.0.0-test"}')
+
+
+def _is_gone(pid: int, wait_s: float = 5.0) -> bool:
+    """Return whether `pid` ended (or is a zombie) within `wait_s` seconds."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return True
+        if stat[stat.rindex(")") + 2] == "Z":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@needs_node
+@needs_ss
+def test_portkey_start_listens_on_loopback_only(tmp_path, monkeypatch):
+    _fake_portkey(tmp_path / "peers", FAKE_PORTKEY_SCRIPT)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-a-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-not-a-secret")
+    monkeypatch.setenv("REDIS_CONNECTION_STRING", "redis://127.0.0.1:1")
+
+    gateway = start_portkey(tmp_path / "work", "http://127.0.0.1:9", tmp_path / "peers")
+    try:
+        pids = gateway.pids()
+        listeners = subprocess.run(["ss", "-H", "-n", "-p", "-t", "-l"], capture_output=True, text=True,
+                                   timeout=10).stdout
+        environment = json.loads((tmp_path / "work" / "env.json").read_text())
+    finally:
+        gateway.stop()
+
+    assert gateway.version == "0.0.0-test"
+    assert gateway.base_url.startswith("http://127.0.0.1:")
+    assert f"127.0.0.1:{gateway.base_url.rsplit(':', 1)[1]}" in listeners
+    assert non_loopback_listeners(pids) == []
+    assert gateway.headers["x-portkey-custom-host"] == "http://127.0.0.1:9/v1"
+    assert environment["TRUSTED_CUSTOM_HOSTS"] == "127.0.0.1"
+    assert "ANTHROPIC_API_KEY" not in environment
+    assert "AWS_SECRET_ACCESS_KEY" not in environment
+    assert "REDIS_CONNECTION_STRING" not in environment
+    assert _is_gone(gateway.root_pid)
+
+
+@needs_node
+@needs_ss
+def test_portkey_start_rejects_wildcard_listener(tmp_path):
+    _fake_portkey(tmp_path / "peers", FAKE_PORTKEY_WITH_WILDCARD_CHILD)
+
+    try:
+        gateway = start_portkey(tmp_path / "work", "http://127.0.0.1:9", tmp_path / "peers")
+    except GatewayUnavailable as error:
+        reason = str(error)
+    else:
+        gateway.stop()
+        pytest.fail("start_portkey returned a gateway whose child listens on every interface")
+
+    assert "listened on a non-loopback address" in reason
+    assert "stopped it" in reason
+    child_pid = int((tmp_path / "work" / "child.pid").read_text())
+    assert _is_gone(child_pid)
 
 
 def test_bench_rejects_invalid_options():
@@ -159,11 +300,8 @@ def test_bench_smoke_runs_leangate_and_direct(tmp_path):
 
 
 def test_unavailable_peer_stays_in_report(tmp_path):
-    # A Portkey install whose start script has no listen-address option, so nothing is downloaded.
-    package = tmp_path / "peers" / "portkey" / "node_modules" / "@portkey-ai" / "gateway"
-    (package / "build").mkdir(parents=True)
-    (package / "build" / "start-server.js").write_text('const p=process.argv.find((e=>e.startsWith("--port=")));')
-    (package / "package.json").write_text('{"name": "@portkey-ai/gateway", "version": "0.0.0-test"}')
+    # A Portkey install whose start script exits at once, so nothing is downloaded.
+    _fake_portkey(tmp_path / "peers", 'console.error("fake gateway: cannot start"); process.exit(3);')
     results_path = tmp_path / "results.json"
 
     completed = subprocess.run(
@@ -176,6 +314,12 @@ def test_unavailable_peer_stays_in_report(tmp_path):
     assert completed.returncode == 0, completed.stderr[-2000:]
     portkey = json.loads(results_path.read_text())["gateways"]["portkey"]
     assert portkey["status"] == "unavailable"
-    assert "0.0.0-test has no option for its listen address" in portkey["reason"]
+    if shutil.which("node") is None:
+        assert "node is not installed" in portkey["reason"]
+    elif shutil.which("ss") is None:
+        assert "ss (iproute2) is not installed" in portkey["reason"]
+    else:
+        assert "exited with status 3 during start-up" in portkey["reason"]
+        assert "fake gateway: cannot start" in portkey["reason"]
     assert "| portkey | unavailable: see the gateway table |" in completed.stdout
     assert "| portkey | — | unavailable |" in completed.stdout

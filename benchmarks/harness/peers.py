@@ -7,11 +7,12 @@ start that fails raises `GatewayUnavailable` with the reason, which the report s
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,12 +21,21 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.harness.gateways import Gateway, GatewayUnavailable
+from benchmarks.harness import gateways
+from benchmarks.harness.gateways import Gateway, GatewayUnavailable, non_loopback_listeners
+from benchmarks.harness.procstat import process_tree
 
 INSTALL_TIMEOUT_S = 900
 STARTUP_TIMEOUT_S = 90.0
 LITELLM_REQUIREMENT = "litellm[proxy]"
 PORTKEY_PACKAGE = "@portkey-ai/gateway"
+# Node preload that turns a listen call without a host into one on 127.0.0.1 (see its header).
+LOOPBACK_PRELOAD = Path(__file__).resolve().with_name("loopback_listen.cjs")
+# Variables that Portkey 1.15.2 reads at start-up for provider credentials (AWS, Azure, KMS), a
+# Redis cache, TLS or a log sink. The harness passes none of them, so that Portkey uses only the
+# stub and no credentials of the person running the benchmark.
+PORTKEY_DROPPED_PREFIXES = ("AWS_", "AZURE_", "KMS_", "IDENTITY_", "TLS_")
+PORTKEY_DROPPED_NAMES = ("REDIS_CONNECTION_STRING", "APM_LOGGER", "PORT")
 
 # Models the clients ask for; every one is routed to the stub as an Anthropic upstream.
 PEER_MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5")
@@ -48,13 +58,16 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _peer_environment(extra: dict[str, str]) -> dict[str, str]:
+def _peer_environment(extra: dict[str, str], dropped_prefixes: tuple[str, ...] = (),
+                      dropped_names: tuple[str, ...] = ()) -> dict[str, str]:
     """Return the parent environment without provider keys or proxies, plus `extra`.
 
     Proxy variables are dropped and NO_PROXY covers loopback so that no HTTP client library
-    routes the stub's traffic elsewhere."""
+    routes the stub's traffic elsewhere. Variables named in `dropped_names` or starting with one
+    of `dropped_prefixes` are dropped too."""
     environment = {name: value for name, value in os.environ.items()
-                   if not name.lower().endswith("_proxy") and not name.endswith("_API_KEY")}
+                   if not name.lower().endswith("_proxy") and not name.endswith("_API_KEY")
+                   and not name.startswith(dropped_prefixes) and name not in dropped_names}
     environment["NO_PROXY"] = environment["no_proxy"] = "127.0.0.1,localhost,::1"
     return {**environment, **extra}
 
@@ -202,44 +215,82 @@ def install_portkey(cache_dir: Path) -> tuple[Path, str]:
     return script, version
 
 
-def portkey_listen_option(script: Path) -> str | None:
-    """Return the command-line option or variable that sets the listen address of the Portkey
-    server script, or None when it has none.
-
-    The start script of 1.15.2 reads only `--port=` and `--headless` from its arguments and passes
-    just a port to the Node server, which then listens on every interface."""
-    source = script.read_text(encoding="utf-8", errors="replace")
-    for option in ("--host=", "--hostname="):
-        if f'"{option}' in source:
-            return option
-    if re.search(r"process\.env\.(HOST|HOSTNAME|BIND_ADDRESS)\b", source):
-        return "HOST"
-    return None
-
-
 def start_portkey(workdir: Path, stub_url: str, cache_dir: Path) -> Gateway:
+    """Start the Portkey gateway on 127.0.0.1 and check its sockets before any request.
+
+    Portkey 1.15.2 has no listen-address option, so Node runs it with LOOPBACK_PRELOAD. If a TCP
+    listener of its process tree is not on loopback, Portkey is stopped and GatewayUnavailable
+    names the addresses."""
     script, version = install_portkey(cache_dir)
-    option = portkey_listen_option(script)
-    if option is None:
-        raise GatewayUnavailable(
-            f"{PORTKEY_PACKAGE} {version} has no option for its listen address (its start script reads only "
-            "--port= and --headless), so it would listen on every interface; not started")
-    # TODO: this branch has never run, because no version installed so far offered a listen address.
-    # Check the option's syntax against that version's start script before trusting it.
+    node = shutil.which("node")
+    if node is None:
+        raise GatewayUnavailable("node is not installed; install Node.js 18.14.1 or later to run the Portkey gateway")
+    if shutil.which("ss") is None:
+        raise GatewayUnavailable("ss (iproute2) is not installed, so the harness cannot check that Portkey "
+                                 "listens on loopback only; install iproute2")
     workdir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
-    arguments = ["node", str(script), f"--port={port}", "--headless"]
-    extra = {"TRUSTED_CUSTOM_HOSTS": "127.0.0.1"}
-    if option == "HOST":
-        extra["HOST"] = "127.0.0.1"
-    else:
-        arguments.append(f"{option}127.0.0.1")
+    arguments = [node, "--require", str(LOOPBACK_PRELOAD), str(script), f"--port={port}", "--headless"]
+    # Portkey 1.15.2 sends requests to a loopback or private `x-portkey-custom-host` only if the host
+    # is in TRUSTED_CUSTOM_HOSTS, so the list names the stub's address alone.
+    environment = _peer_environment({"TRUSTED_CUSTOM_HOSTS": "127.0.0.1"}, PORTKEY_DROPPED_PREFIXES,
+                                    PORTKEY_DROPPED_NAMES)
     log_path = workdir / "portkey.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(arguments, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
-                                   env=_peer_environment(extra))
-    base_url = f"http://127.0.0.1:{port}"
-    _wait_ready(process, base_url + "/", log_path)
+        # A session of its own, so that stopping it also stops any process it started.
+        process = subprocess.Popen(arguments, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=environment,
+                                   start_new_session=True)
+    stop = functools.partial(_stop_session, process)
+    try:
+        _wait_listening(process, port, log_path)
+        listeners = non_loopback_listeners(process_tree(process.pid))
+        if listeners:
+            raise GatewayUnavailable(f"listened on a non-loopback address ({', '.join(listeners)}) although it "
+                                     f"ran with {LOOPBACK_PRELOAD.name}; stopped it")
+        base_url = f"http://127.0.0.1:{port}"
+        _wait_ready(process, base_url + "/", log_path)
+    except GatewayUnavailable:
+        stop()
+        raise
     headers = {"x-portkey-provider": "anthropic", "x-portkey-custom-host": stub_url + "/v1"}
-    return Gateway("portkey", version, base_url, headers=headers, command=" ".join(arguments[:1] + arguments[2:]),
-                   root_pid=process.pid, stop=lambda: _stop(process))
+    command = (f"node --require benchmarks/harness/{LOOPBACK_PRELOAD.name} {PORTKEY_PACKAGE}/build/{script.name} "
+               f"--port={port} --headless")
+    return Gateway("portkey", version, base_url, headers=headers, command=command, root_pid=process.pid, stop=stop)
+
+
+def _listening_addresses(pids: list[int]) -> list[str]:
+    return sorted({local for _, local, _ in gateways._sockets(pids, ["-t", "-l"])})
+
+
+def _wait_listening(process: subprocess.Popen, port: int, log_path: Path,
+                    timeout: float = STARTUP_TIMEOUT_S) -> None:
+    """Wait until the process tree of `process` has a TCP listener on `port`, without connecting to it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise GatewayUnavailable(f"exited with status {process.returncode} during start-up; "
+                                     f"last log lines: {_tail(log_path)}")
+        addresses = _listening_addresses(process_tree(process.pid))
+        if any(address.rsplit(":", 1)[-1] == str(port) for address in addresses):
+            return
+        time.sleep(0.25)
+    raise GatewayUnavailable(f"did not listen on port {port} within {timeout:.0f} s; "
+                             f"last log lines: {_tail(log_path)}")
+
+
+def _stop_session(process: subprocess.Popen) -> None:
+    """Stop `process` and every process in its session (started with `start_new_session`)."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if process.poll() is None:
+        process.wait(timeout=5)
