@@ -123,8 +123,12 @@ def load_table(results: dict[str, Any]) -> str:
             if load["errors"]:
                 errors += f" ({_cell('; '.join(load['error_samples'])[:160])})"
             hits = f"{load.get('cache_hits', 0) / load['requests']:.0%}" if load["requests"] else "—"
-            rows.append(f"| {name} | {label} | {load['per_second']:.0f} | {errors} | {hits} | {load['p50_ms']:.0f} | "
-                        f"{load['p95_ms']:.0f} | {f'{cpu:.2f}' if cpu is not None else 'n/a'} | {memory} |")
+            # The load client times failed requests too, so a run where every request failed has no latency to show.
+            all_failed = load["errors"] == load["requests"]
+            p50 = "—" if all_failed else f"{load['p50_ms']:.0f}"
+            p95 = "—" if all_failed else f"{load['p95_ms']:.0f}"
+            rows.append(f"| {name} | {label} | {load['per_second']:.0f} | {errors} | {hits} | {p50} | "
+                        f"{p95} | {f'{cpu:.2f}' if cpu is not None else 'n/a'} | {memory} |")
     return "\n".join(rows)
 
 
