@@ -14,8 +14,11 @@ from tests.test_gateway_e2e import decision_for, recorded, unique
 TOOL_SETS = Path(__file__).resolve().parent / "data" / "tool-sets"
 CLAUDE_CODE = json.loads((TOOL_SETS / "claude_code_16tools.json").read_text())
 READ_TOOLS = ["Glob", "Grep", "LS", "Read"]
-# The default read-only classes keep every tool on the first request of a session with a header.
-SESSION_START_TOOLS = [tool["name"] for tool in CLAUDE_CODE]
+# Tools of the default policy's conditional groups, held back until a trigger shows up.
+CONDITIONAL = {"NotebookEdit", "BashOutput", "KillBash", "ExitPlanMode"}
+# The default read-only classes keep every tool but the conditional ones on the first request of a
+# session with a header.
+SESSION_START_TOOLS = [tool["name"] for tool in CLAUDE_CODE if tool["name"] not in CONDITIONAL]
 
 
 def client(gateway, session_id: str | None = None) -> anthropic.Anthropic:
@@ -95,7 +98,8 @@ def test_session_start_keeps_edit_set(gateway, stub):
     raw_second, _ = send(gateway, second, session_id=session)
     send(gateway, third, session_id=session)
 
-    # A Claude Code session starts with its class's `session_keep` (all), so the edit needs no widening.
+    # A Claude Code session starts with its class's `session_keep` (all but the conditional groups), so
+    # the edit needs no widening.
     assert upstream_tool_names(stub, first) == SESSION_START_TOOLS
     assert upstream_tool_names(stub, second) == SESSION_START_TOOLS
     assert upstream_tool_names(stub, third) == SESSION_START_TOOLS
@@ -105,7 +109,8 @@ def test_session_start_keeps_edit_set(gateway, stub):
 
 def test_derived_session_widens_once(gateway, stub):
     """A client without a session header gets an id derived from its conversation's start. Its
-    read-only first request is narrowed, and the first edit widens the list to every tool at once."""
+    read-only first request is narrowed, and the first edit widens the list at once to every tool
+    that no conditional group holds back."""
     first = unique("Explain the pricing module")
     second = unique("Fix the rounding bug in the pricing module")
     api = client(gateway)
@@ -118,8 +123,7 @@ def test_derived_session_widens_once(gateway, stub):
 
     opening = [body for body, _ in recorded(stub, first) if len(body["messages"]) == 1]
     assert [tool["name"] for tool in opening[0]["tools"]] == READ_TOOLS
-    all_names = [tool["name"] for tool in CLAUDE_CODE]
-    assert upstream_tool_names(stub, second) == all_names
+    assert upstream_tool_names(stub, second) == SESSION_START_TOOLS
     assert decision_for(gateway, raw.headers["x-leangate-request-id"])["tools"]["session"] == "widened"
 
 

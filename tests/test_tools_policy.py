@@ -43,9 +43,10 @@ def test_default_policy_binds_every_class():
 
 
 def test_default_groups_name_old_and_new_kill_tools():
-    shell = load_policy_set(POLICIES).base.tool_groups["shell"]
-    assert "KillBash" in shell
-    assert "KillShell" in shell
+    background = load_policy_set(POLICIES).base.tool_groups["background_shell"]
+    assert "KillBash" in background.tools
+    assert "KillShell" in background.tools
+    assert background.conditional
 
 
 def test_glob_matches_mcp_tools():

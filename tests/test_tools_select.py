@@ -30,6 +30,8 @@ CODEX = json.loads((TOOL_SETS / "codex_cli.json").read_text())
 CURSOR = json.loads((TOOL_SETS / "cursor_agent_v1.0.json").read_text())
 
 CLAUDE_UA = {"user-agent": "claude-cli/1.0.123 (external, cli)", "x-app": "cli"}
+# Tools of the default policy's conditional groups, held back until a trigger shows up.
+CONDITIONAL = {"NotebookEdit", "NotebookRead", "edit_notebook", "BashOutput", "KillBash", "KillShell", "ExitPlanMode"}
 CODEX_UA = {"user-agent": "codex_cli_rs/0.46.0 (Linux 6.8; x86_64)", "originator": "codex_cli_rs"}
 
 
@@ -92,18 +94,20 @@ DEFAULT_CLASS_CASES = [
     (CLAUDE_CODE, CLAUDE_UA, "Fix the bug in paginate()", "edit",
      ["Edit", "MultiEdit", "Write", "Bash", "Read", "TodoWrite"], ["WebFetch", "WebSearch"]),
     (CLAUDE_CODE, CLAUDE_UA, "Run the test suite", "shell",
-     ["Bash", "BashOutput", "KillBash", "Read"], ["Edit", "Write", "WebSearch"]),
+     ["Bash", "Read"], ["Edit", "Write", "WebSearch", "BashOutput", "KillBash"]),
     (CLAUDE_CODE, CLAUDE_UA, "Commit the staged changes", "git", ["Bash", "Read"], ["Edit", "Task", "WebFetch"]),
     (CLAUDE_CODE, CLAUDE_UA, "Summarise https://docs.python.org/3/whatsnew/3.13.html", "web",
      ["WebFetch", "WebSearch", "Read"], ["Bash", "Edit"]),
     (CLAUDE_CODE, CLAUDE_UA, "Plan the migration to SQLAlchemy 2.0 step by step", "plan",
-     ["TodoWrite", "Task", "ExitPlanMode", "Edit", "Bash"], ["WebFetch", "WebSearch"]),
-    (CLAUDE_CODE, CLAUDE_UA, "Hmm, interesting.", "default", names(CLAUDE_CODE), []),
+     ["TodoWrite", "Task", "Edit", "Bash"], ["WebFetch", "WebSearch", "ExitPlanMode"]),
+    (CLAUDE_CODE, CLAUDE_UA, "Hmm, interesting.", "default",
+     [name for name in names(CLAUDE_CODE) if name not in CONDITIONAL], sorted(CONDITIONAL & set(names(CLAUDE_CODE)))),
     (CLAUDE_CODE_MCP, CLAUDE_UA, "What does useQuery return in react-query v5?", "explain",
      ["mcp__mcp-router__resolve-library-id", "mcp__mcp-router__get-library-docs", "ReadMcpResourceTool", "Read"],
      ["Bash", "KillShell", "SlashCommand", "TodoWrite"]),
+    # BashOutput and KillShell come with the first background Bash call, not with the request for one.
     (CLAUDE_CODE_MCP, CLAUDE_UA, "Start the dev server in the background", "shell",
-     ["Bash", "BashOutput", "KillShell"], ["Edit", "WebFetch"]),
+     ["Bash"], ["Edit", "WebFetch", "BashOutput", "KillShell"]),
     (CODEX, CODEX_UA, "Explain how next_token handles escapes", "explain", ["shell", "view_image"], ["apply_patch", "update_plan"]),
     (CODEX, CODEX_UA, "Find every unwrap() in src/", "search", ["shell"], ["apply_patch"]),
     (CODEX, CODEX_UA, "Implement a --verbose flag", "edit", ["shell", "apply_patch", "update_plan"], []),
@@ -138,7 +142,7 @@ def test_ok_counts_as_conversational_only_first(policy):
                 user("ok")]
     ctx = make_ctx(approval, tools=list(CLAUDE_CODE))
     assert select_tools(ctx, policy, ToolSessions())["class"] == "default"
-    assert names(ctx.body["tools"]) == names(CLAUDE_CODE)
+    assert names(ctx.body["tools"]) == [name for name in names(CLAUDE_CODE) if name not in CONDITIONAL]
 
 
 def test_read_only_classes_halve_tool_tokens(policy):
@@ -154,8 +158,11 @@ def test_read_only_classes_halve_tool_tokens(policy):
 def test_decision_has_documented_keys(policy):
     ctx = make_ctx([user("Explain the pricing module")], tools=list(CLAUDE_CODE))
     decision = select_tools(ctx, policy, ToolSessions())
-    assert set(decision) == {"class", "rule", "kept", "removed", "tokens_before", "tokens_after", "session"}
+    assert set(decision) == {"class", "rule", "kept", "removed", "tokens_before", "tokens_after", "session",
+                             "needed_groups", "held_back"}
     assert decision["session"] is None
+    assert decision["needed_groups"] == {}
+    assert set(decision["held_back"]) == CONDITIONAL & set(names(CLAUDE_CODE))
     assert policy.classes[decision["rule"]].name == "explain"
     assert decision["kept"] + decision["removed"] != []
     assert sorted(decision["kept"] + decision["removed"]) == sorted(names(CLAUDE_CODE))
@@ -427,13 +434,15 @@ def test_session_widens_to_every_offered_tool(policy):
     decision = select_tools(wider, policy, sessions)
     assert decision["class"] == "shell"
     assert decision["session"] == "widened"
-    assert decision["removed"] == []
-    assert names(wider.body["tools"]) == names(CLAUDE_CODE)
+    # Widening stops at the conditional groups, which wait for their own triggers.
+    not_held = [name for name in names(CLAUDE_CODE) if name not in CONDITIONAL]
+    assert sorted(decision["removed"]) == sorted(CONDITIONAL & set(names(CLAUDE_CODE)))
+    assert names(wider.body["tools"]) == not_held
 
     later = make_ctx([user("Explain the lexer")], tools=list(CLAUDE_CODE), session_id="w")
     decision = select_tools(later, policy, sessions)
     assert decision["session"] == "unchanged"
-    assert names(later.body["tools"]) == names(CLAUDE_CODE)
+    assert names(later.body["tools"]) == not_held
 
 
 def test_session_after_empty_set_uses_class(policy):

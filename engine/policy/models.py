@@ -22,6 +22,7 @@ from engine.stages.cache.policy import CacheSection
 from engine.stages.compress.policy import CompressionTarget
 from engine.stages.prompt_cache.policy import PromptCachingSection
 from engine.stages.tier.policy import TierModel, TierRule, TierSessionSection, MarkerVocabularies
+from engine.stages.tools.groups import ToolGroup
 from engine.stages.tools.policy import ClassRule
 
 
@@ -161,7 +162,7 @@ class Policy(Strict):
     tier_rules: list[TierRule] = Field(default_factory=list)
     tier_session: TierSessionSection = Field(default_factory=TierSessionSection)
     markers: MarkerVocabularies = Field(default_factory=MarkerVocabularies)
-    tool_groups: dict[str, list[str]] = Field(default_factory=dict)
+    tool_groups: dict[str, ToolGroup] = Field(default_factory=dict)
     classes: list[ClassRule] = Field(default_factory=list)
     compression: list[CompressionTarget] = Field(default_factory=list)
     cache: CacheSection = Field(default_factory=CacheSection)

@@ -22,6 +22,11 @@ def strip_system_reminders(text: str) -> str:
     return _SYSTEM_REMINDER.sub("", text).strip()
 
 
+def system_reminders(text: str) -> list[str]:
+    """Return the `<system-reminder>` blocks in `text`, tags included."""
+    return _SYSTEM_REMINDER.findall(text)
+
+
 @dataclass(slots=True)
 class ConversationFacts:
     """Facts about the conversation that class conditions test, computed once per request."""
@@ -36,20 +41,20 @@ class ConversationFacts:
     model: str = ""
 
 
-def _blocks(content: Any) -> Iterator[dict]:
+def content_blocks(content: Any) -> Iterator[dict]:
     if isinstance(content, list):
         for block in content:
             if isinstance(block, dict):
                 yield block
 
 
-def _user_text_of(message: dict) -> str:
+def user_text_of(message: dict) -> str:
     """Join the text of one user message, tool results excluded, system reminders removed."""
     content = message.get("content")
     if isinstance(content, str):
         return strip_system_reminders(content)
     parts = []
-    for block in _blocks(content):
+    for block in content_blocks(content):
         if block.get("type") == "text" and isinstance(block.get("text"), str):
             cleaned = strip_system_reminders(block["text"])
             if cleaned:
@@ -65,7 +70,7 @@ def last_user_text(messages: Sequence[Any]) -> str:
     """
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
-            text = _user_text_of(message)
+            text = user_text_of(message)
             if text:
                 return text
     return ""
@@ -81,7 +86,7 @@ def conversation_facts(body: dict, headers: dict[str, str], requested_model: str
     for message in messages:
         if not isinstance(message, dict):
             continue
-        for block in _blocks(message.get("content")):
+        for block in content_blocks(message.get("content")):
             kind = block.get("type")
             if kind == "tool_use" or kind == "server_tool_use":
                 name = block.get("name")

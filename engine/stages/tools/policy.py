@@ -1,16 +1,14 @@
 """Policy models of tool selection: tool groups and the ordered request-class rules.
 
-A policy names tool groups (`tool_groups`: group -> exact tool names and globs) and an ordered list of
-class rules (`classes`). The first rule whose conditions all hold gives the request its class, and the
+A policy names tool groups (`tool_groups`: group -> exact tool names and globs, see `groups.py`) and
+an ordered list of class rules (`classes`). The first rule whose conditions all hold gives the request its class, and the
 class names the groups whose tools are forwarded. Regexes and globs compile here, at load.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import fnmatch
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import (
@@ -23,42 +21,10 @@ from pydantic import (
     model_validator,
 )
 
+from engine.stages.tools.groups import ToolGroup, group_patterns
+from engine.stages.tools.matchers import NameMatcher, as_pattern_list, compile_regex
+
 KEEP_ALL = "all"
-
-
-class NameMatcher:
-    """Exact names and shell-style globs (`mcp__github__*`), compiled into one case-sensitive regex."""
-
-    __slots__ = ("patterns", "_regex")
-
-    def __init__(self, patterns: list[str]):
-        self.patterns = list(patterns)
-        if self.patterns:
-            alternatives = "|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in self.patterns)
-            self._regex: re.Pattern[str] | None = re.compile(alternatives)
-        else:
-            self._regex = None
-
-    def matches(self, name: str) -> bool:
-        return self._regex is not None and self._regex.match(name) is not None
-
-    def __repr__(self) -> str:
-        return f"NameMatcher({self.patterns!r})"
-
-
-def compile_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a policy regex, or raise ValueError with the regex error (the loader adds the pattern)."""
-    try:
-        return re.compile(pattern)
-    except re.error as error:
-        raise ValueError(f"invalid regular expression: {error}") from None
-
-
-def _as_pattern_list(value: Any) -> Any:
-    # A single glob may be written without a list: `last_tool: Bash`.
-    if isinstance(value, str):
-        return [value]
-    return value
 
 
 class ClassConditions(BaseModel):
@@ -103,7 +69,7 @@ class ClassConditions(BaseModel):
     @field_validator("last_tool", "model", mode="before")
     @classmethod
     def _accept_single_pattern(cls, value: Any) -> Any:
-        return _as_pattern_list(value)
+        return as_pattern_list(value)
 
     @model_validator(mode="after")
     def _compile(self) -> "ClassConditions":
@@ -152,7 +118,9 @@ class ClassRule(BaseModel):
     when: ClassConditions = Field(default_factory=ClassConditions)
     keep: list[str] | Literal["all"] = Field(
         KEEP_ALL,
-        description="Tool groups whose tools are forwarded, or `all`. Tools in no group are always kept.",
+        description="Tool groups whose tools are forwarded, or `all`. Tools in no group are always kept. "
+        "Naming a conditional group (one with `needed_when`) forwards it as if its trigger held; `all` "
+        "does not, so conditional groups still wait for their triggers.",
     )
 
     session_keep: list[str] | Literal["all"] | None = Field(
@@ -187,11 +155,11 @@ class ClassRule(BaseModel):
             self.bind_groups(groups)
         return self
 
-    def bind_groups(self, tool_groups: dict[str, list[str]]) -> None:
+    def bind_groups(self, tool_groups: dict[str, ToolGroup | list[str]]) -> None:
         """Compile the matchers of the kept groups and of all groups; raise ValueError on an unknown group."""
         self._keep_matcher = _groups_matcher("keep", self.keep, tool_groups)
         self._session_keep_matcher = _groups_matcher("session_keep", self.session_keep, tool_groups)
-        self._grouped_matcher = NameMatcher([pattern for patterns in tool_groups.values() for pattern in patterns])
+        self._grouped_matcher = NameMatcher([pattern for group in tool_groups.values() for pattern in group_patterns(group)])
 
     @property
     def is_bound(self) -> bool:
@@ -213,12 +181,18 @@ class ClassRule(BaseModel):
             return True
         return matcher is not None and matcher.matches(name)
 
+    def named_groups(self, session_start: bool = False) -> list[str]:
+        """Return the groups that the applicable keep list names; empty for `all`."""
+        keep = self.session_keep if session_start and self.session_keep is not None else self.keep
+        return keep if isinstance(keep, list) else []
 
-def _groups_matcher(key: str, keep: list[str] | str | None, tool_groups: dict[str, list[str]]) -> NameMatcher | None:
+
+def _groups_matcher(key: str, keep: list[str] | str | None,
+                    tool_groups: dict[str, ToolGroup | list[str]]) -> NameMatcher | None:
     if not isinstance(keep, list):
         return None
     unknown = [group for group in keep if group not in tool_groups]
     if unknown:
         known = ", ".join(sorted(tool_groups)) or "none defined"
         raise ValueError(f"{key}: unknown tool group(s) {unknown}; known groups: {known}")
-    return NameMatcher([pattern for group in keep for pattern in tool_groups[group]])
+    return NameMatcher([pattern for group in keep for pattern in group_patterns(tool_groups[group])])

@@ -6,8 +6,12 @@ progress and a changing tool list breaks provider prompt caching:
 - a tool named by `tool_choice` is kept;
 - a tool called anywhere earlier in the conversation (a `tool_use` block) is kept;
 - a tool in no tool group, or an entry without a name, is kept;
+- a tool of a conditional group (`needed_when`) is forwarded exactly when the request needs the group
+  (one of its triggers holds, or the class names the group), whatever the class keeps otherwise; the
+  three rules above still apply first;
 - within one agent session the kept set only grows (union with the session's earlier kept set), and
-  when a request needs a tool outside that set, the session widens to every offered tool at once;
+  when a request needs a tool outside that set, the session widens at once to every offered tool
+  that is not held back by a conditional group;
 - kept tools keep their order and are the same dict objects, so their bytes do not change;
 - when no tool remains, `tools` and `tool_choice` are both removed from the body.
 """
@@ -16,14 +20,16 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
 from engine.pipeline.context import RequestContext
 from engine.policy.models import Policy
 from engine.stages.tools.classify import ConversationFacts, classify, conversation_facts
+from engine.stages.tools.groups import conditional_groups
 from engine.stages.tools.sessions import ToolSessions
+from engine.stages.tools.triggers import needed_groups
 from engine.tokens import count_text
 
 logger = logging.getLogger(__name__)
@@ -99,7 +105,10 @@ def select_tools(ctx: RequestContext, policy: Policy, sessions: ToolSessions) ->
     - `tokens_before`, `tokens_after`: estimated tokens of the tool definitions.
     - `session`: None without a session id. Otherwise `first` when the session kept no tools before,
       `unchanged` when the class needed no tool beyond the session's kept set, and `widened` when it
-      did, so that every offered tool is kept from then on.
+      did, so that every offered tool that is not held back is kept from then on.
+    - `needed_groups`: conditional groups this request needs, each with the reason (`needed_when[N]`,
+      the first trigger that holds, or `class`).
+    - `held_back`: tools removed because their conditional group is not needed (also in `removed`).
     """
     _bind_rules(policy)
     _configure_sessions(sessions, policy)
@@ -118,6 +127,8 @@ def select_tools(ctx: RequestContext, policy: Policy, sessions: ToolSessions) ->
         "tokens_before": 0,
         "tokens_after": 0,
         "session": None,
+        "needed_groups": {},
+        "held_back": [],
     }
     tools = ctx.body.get("tools")
     if tools is None:
@@ -136,11 +147,20 @@ def select_tools(ctx: RequestContext, policy: Policy, sessions: ToolSessions) ->
     if session_start:
         decision["session_start"] = True
 
+    named_by_class = match[1].named_groups(session_start) if match else []
+    conditional, decision["needed_groups"] = _conditional_test(policy, ctx.body, facts, named_by_class)
     kept = []
     removed = []
+    held_names: set[str] = set()
     for tool in tools:
         name = tool_name(tool)
-        if name is None or name in protected or match is None or match[1].keeps(name, session_start):
+        needed = conditional(name) if conditional is not None and name is not None else None
+        if name is None or name in protected or needed is True:
+            kept.append(tool)
+        elif needed is False:
+            removed.append(tool)
+            held_names.add(name)
+        elif match is None or match[1].keeps(name, session_start):
             kept.append(tool)
         else:
             removed.append(tool)
@@ -150,8 +170,10 @@ def select_tools(ctx: RequestContext, policy: Policy, sessions: ToolSessions) ->
         if previous and not kept_names <= previous:
             # Tools come first in the cached prefix, so any change to the list makes the provider write the
             # whole prefix again, at about the same cost however many tools are added. Widening once to
-            # every offered tool limits selection to one such rewrite per session.
-            kept, removed = list(tools), []
+            # every offered tool limits selection to one such rewrite per session. Held-back tools stay
+            # out: each conditional group costs its own rewrite when its trigger shows up, if it ever does.
+            kept = [tool for tool in tools if tool_name(tool) not in held_names]
+            removed = [tool for tool in tools if tool_name(tool) in held_names]
             kept_names = {name for name in map(tool_name, kept) if name is not None}
             decision["session"] = "widened"
         else:
@@ -166,9 +188,35 @@ def select_tools(ctx: RequestContext, policy: Policy, sessions: ToolSessions) ->
 
     decision["kept"] = [_label(tool) for tool in kept]
     decision["removed"] = [_label(tool) for tool in removed]
+    decision["held_back"] = [name for name in map(tool_name, removed) if name in held_names]
     decision["tokens_before"] = _count_tools(tools)
     decision["tokens_after"] = _count_tools(kept) if removed else decision["tokens_before"]
     return decision
+
+
+def _conditional_test(policy: Policy, body: dict, facts: ConversationFacts,
+                      named_by_class: list[str]) -> tuple[Callable[[str], bool | None] | None, dict[str, str]]:
+    """Return a test of tool names against the conditional groups, and the needed groups with reasons.
+
+    The test returns True for a tool of a needed group, False for a tool that is held back, and None
+    for a tool in no conditional group. It is None when the policy has no conditional groups.
+    """
+    groups = conditional_groups(policy.tool_groups)
+    if not groups:
+        return None, {}
+    needed = needed_groups(groups, body, facts, named_by_class)
+    wanted = [group.matcher for group in groups if group.name in needed]
+    held = [group.matcher for group in groups if group.name not in needed]
+
+    def state(name: str) -> bool | None:
+        # A tool in both a needed and a held group counts as needed.
+        if any(matcher.matches(name) for matcher in wanted):
+            return True
+        if any(matcher.matches(name) for matcher in held):
+            return False
+        return None
+
+    return state, needed
 
 
 @functools.lru_cache(maxsize=4096)
