@@ -575,3 +575,22 @@ def test_lone_surrogate_survives_restart(tmp_path, minilm):
 
     assert decision["match"] == "exact"
     assert cached["content"][0]["text"] == "\udfff in the response"
+
+
+def test_entry_facts_follow_changed_guard_settings(minilm):
+    plain = make_policy()
+    with_language = make_policy(guards={"extra_languages": ["zorblang"]})
+    cache = SemanticCache(plain.cache, minilm)
+    stored = make_ctx("How do I sort a list of records by date in zorblang?")
+    asked = make_ctx("How can I sort a list of records by their date in zorblang?")
+    run(cache.store(stored, plain, answer("use sort_by")))
+
+    # The first lookup extracts the entry's facts without the extra language and keeps them.
+    first, first_decision = run(cache.lookup(asked, plain))
+    # The second runs with a guard setting that adds "zorblang" to both texts' languages; facts kept
+    # from the first lookup would lack it on the entry's side, and the language guard would refuse.
+    second, second_decision = run(cache.lookup(make_ctx(asked.body["messages"][0]["content"]), with_language))
+
+    assert first_decision["result"] == "hit"
+    assert second_decision["result"] == "hit"
+    assert second["content"][0]["text"] == "use sort_by"

@@ -24,9 +24,9 @@ import numpy as np
 from engine.embedding import Embedder, EmbeddingError, load_embedder
 from engine.pipeline.context import RequestContext
 from engine.stages.cache import keys
-from engine.stages.cache.guards import check_guards, extract_facts
+from engine.stages.cache.guards import TextFacts, check_guards, extract_facts
 from engine.stages.cache.index import ScopeIndex
-from engine.stages.cache.policy import CacheSection
+from engine.stages.cache.policy import CacheGuards, CacheSection
 from engine.stages.cache.snapshot import Entry, Snapshot, read_snapshot, write_snapshot
 from engine.tokens import count_text
 
@@ -62,6 +62,9 @@ class SemanticCache:
         self._lock = threading.RLock()
         self._entries: OrderedDict[int, Entry] = OrderedDict()  # least recently used first
         self._by_exact: dict[str, int] = {}
+        # Guard facts of entry texts, kept per entry id with the guard settings they were extracted
+        # with, so that a lookup does not re-extract them from every candidate it checks.
+        self._facts: dict[int, tuple[CacheGuards, TextFacts]] = {}
         self._indexes: dict[str, ScopeIndex] = {}
         self._next_id = 1
         self._dirty = False
@@ -273,7 +276,7 @@ class SemanticCache:
             if not _fits_max_tokens(entry, state["max_tokens"]):
                 continue
             query_facts = query_facts or extract_facts(state["text"], section.guards)
-            guard = check_guards(query_facts, extract_facts(entry.text, section.guards), section.guards)
+            guard = check_guards(query_facts, self._entry_facts(entry, section.guards), section.guards)
             if guard is not None:
                 if decision["guard"] is None:
                     decision.update(result=REFUSED, guard=guard, similarity=round(similarity, 4))
@@ -288,6 +291,14 @@ class SemanticCache:
             decision["result"] = MISS
             decision["similarity"] = None if best_similarity is None else round(best_similarity, 4)
         return None, decision
+
+    def _entry_facts(self, entry: Entry, guards: CacheGuards) -> TextFacts:
+        known = self._facts.get(entry.entry_id)
+        if known is not None and (known[0] is guards or known[0] == guards):
+            return known[1]
+        facts = extract_facts(entry.text, guards)
+        self._facts[entry.entry_id] = (guards, facts)
+        return facts
 
     def _serve(self, entry: Entry, now: float, dry_run: bool) -> dict:
         if dry_run:
@@ -335,6 +346,7 @@ class SemanticCache:
         entry = self._entries.pop(entry_id, None)
         if entry is None:
             return
+        self._facts.pop(entry_id, None)
         if self._by_exact.get(entry.exact) == entry_id:
             del self._by_exact[entry.exact]
         if entry.has_vector:
