@@ -126,6 +126,8 @@ class OnnxMiniLMEmbedder:
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        # Idle intra-op threads sleep instead of spinning, since they share the cores with the event loop.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # The CPU arena is off so that large batches do not leave the process holding their peak memory.
         options.enable_cpu_mem_arena = False
         options.enable_mem_pattern = False
