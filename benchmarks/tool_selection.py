@@ -13,8 +13,15 @@ prices every request with the project's prompt-cache simulator (`engine.stub.pro
 Anthropic bills it: uncached input at 1x the base input price, cache writes at 1.25x, cache reads at
 0.1x. Claude Code's breakpoints are reproduced: both system blocks and the last block of the last
 message carry `cache_control`. The scenarios are: tools forwarded unchanged, selection with the
-session header (the kept set only grows), and selection without a session id (the tool list may
-change from request to request, which is what the session rule prevents).
+session header (the kept set only grows), the same with the web group made conditional as well
+(a team file that the benchmark writes, to show what holding web back costs), and selection without
+a session id (the tool list may change from request to request, which is what the session rule
+prevents).
+
+Part 3 prices the generated sessions of `benchmarks/sessions.py` in the same way: the 30-request
+mixed session that `leangate bench` replays (scenario 9: seed 9, `MIXED_PROMPTS`) and a 30-request
+edit session (seed 9, `EDIT_PROMPTS`), each with tools unchanged and with selection under a session
+header.
 
 Token counts are cl100k estimates (`engine.tokens`), not a provider's tokenizer. Output prices
 are left out because tool selection does not change the output.
@@ -25,8 +32,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.sessions import EDIT_PROMPTS, MIXED_PROMPTS, agent_session, anthropic_request  # noqa: E402
 from engine.pipeline.context import RequestContext, conversation_session_id  # noqa: E402
 from engine.policy.loader import load_policy_set  # noqa: E402
 from engine.policy.models import Policy  # noqa: E402
@@ -217,19 +227,37 @@ def price(usage: Any) -> float:
 
 
 DERIVED = object()
+HEADER = "bench-session-1"
+
+# The `web` group made conditional, as a team would write it. The trigger is the regex of the default
+# policy's `web` class without the bare word `changelog`, which also matches "Update the changelog".
+WEB_HELD_TEAM = """extends: default
+tool_groups:
+  web:
+    tools: [WebFetch, WebSearch, web_search, web_fetch, browser_action]
+    needed_when:
+      user_text: '(?i)(https?://|\\b(search the web|web search|look (it |this )?up online|google|latest (version|release)|release notes)\\b)'
+"""
 
 
-def session_costs(policy: Policy, script: list) -> tuple[list[dict], int]:
-    """Part 2: one scripted session under each scenario, priced with the prompt-cache simulator."""
-    tools = load_tools("claude_code_16tools")
-    requests = build_session_requests(tools, script)
-    # DERIVED: no session header, so the gateway derives an id from the system prompt and first
-    # user message (`sessions.derive_from_conversation`, on by default).
-    scenarios = [("tools unchanged", None, False), ("selection, session header", "bench-session-1", True),
-                 ("selection, no header, derived id", DERIVED, True),
-                 ("selection, no session id (derivation off)", None, True)]
+def web_held_policy(policies: str | Path) -> Policy:
+    """Load the policy folder with the team file above added, in a temporary copy."""
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / "policies"
+        shutil.copytree(policies, copy, ignore=shutil.ignore_patterns("tests"))
+        (copy / "teams").mkdir(exist_ok=True)
+        (copy / "teams" / "bench-web-held.yaml").write_text(WEB_HELD_TEAM, encoding="utf-8")
+        return load_policy_set(copy).teams["bench-web-held"]
+
+
+def session_costs(requests: list[dict], scenarios: list[tuple[str, Policy | None, Any]]) -> list[dict]:
+    """Price one session under each scenario with the prompt-cache simulator.
+
+    A scenario is (label, policy or None for tools forwarded unchanged, session id). The session id is
+    HEADER for a session header, DERIVED for an id derived from the conversation, or None.
+    """
     rows = []
-    for label, session_id, select in scenarios:
+    for label, policy, session_id in scenarios:
         now = [0.0]
         simulator = PromptCacheSimulator(clock=lambda: now[0])
         sessions = ToolSessions()
@@ -237,9 +265,9 @@ def session_costs(policy: Policy, script: list) -> tuple[list[dict], int]:
         tool_lists = set()
         for index, original in enumerate(requests):
             body = copy.deepcopy(original)
-            if select and session_id is DERIVED:
+            if policy is not None and session_id is DERIVED:
                 run_selection(body, policy, sessions, conversation_session_id(body), "derived")
-            elif select:
+            elif policy is not None:
                 run_selection(body, policy, sessions, session_id, "header" if session_id else None)
             tool_lists.add(tuple(tool["name"] for tool in body.get("tools", [])))
             usage = simulator.anthropic_usage(body, MODEL)
@@ -251,7 +279,39 @@ def session_costs(policy: Policy, script: list) -> tuple[list[dict], int]:
             totals["forwarded"] += usage.total_input_tokens
             now[0] += SECONDS_BETWEEN_USER_TURNS if _next_starts_turn(requests, index) else SECONDS_BETWEEN_REQUESTS
         rows.append({"scenario": label, "distinct_tool_lists": len(tool_lists), **totals})
-    return rows, len(requests)
+    return rows
+
+
+def scripted_sessions(policy: Policy, web_held: Policy) -> dict[str, tuple[list[dict], int]]:
+    """Part 2: the scripted sessions under every scenario."""
+    tools = load_tools("claude_code_16tools")
+    scenarios = [("tools unchanged", None, None), ("selection, session header", policy, HEADER),
+                 ("selection, session header, web held back too", web_held, HEADER),
+                 ("selection, no header, derived id", policy, DERIVED),
+                 ("selection, no session id (derivation off)", policy, None)]
+    results = {}
+    for name, script in SESSION_SCRIPTS.items():
+        requests = build_session_requests(tools, script)
+        results[name] = (session_costs(requests, scenarios), len(requests))
+    return results
+
+
+GENERATED_SESSIONS = {
+    "generated mixed (leangate bench scenario 9: seed 9, MIXED_PROMPTS)": MIXED_PROMPTS,
+    "generated edit (seed 9, EDIT_PROMPTS)": EDIT_PROMPTS,
+}
+
+
+def generated_sessions(policy: Policy, web_held: Policy, count: int = 30) -> dict[str, tuple[list[dict], int]]:
+    """Part 3: the generated sessions of `benchmarks/sessions.py`, with and without selection."""
+    scenarios = [("tools unchanged", None, None), ("selection, session header", policy, HEADER),
+                 ("selection, session header, web held back too", web_held, HEADER)]
+    results = {}
+    for name, prompts in GENERATED_SESSIONS.items():
+        session = agent_session(requests=count, seed=9, prompts=prompts)
+        requests = [anthropic_request(session, index, MODEL, max_tokens=32000) for index in range(count)]
+        results[name] = (session_costs(requests, scenarios), count)
+    return results
 
 
 def _next_starts_turn(requests: list[dict], index: int) -> bool:
@@ -273,7 +333,8 @@ def print_report(single: list[dict], sessions: dict[str, tuple[list[dict], int]]
     for name, (rows, request_count) in sessions.items():
         print()
         baseline = rows[0]["cost"]
-        print(f"Part 2: a {request_count}-request Claude Code session (16 tools), {name}; "
+        part = "Part 3" if name.startswith("generated") else "Part 2"
+        print(f"{part}: a {request_count}-request Claude Code session (16 tools), {name}; "
               "billed input in base-price token units")
         print()
         print("| scenario | distinct tool lists | uncached input | cache writes (1.25x) | cache reads (0.1x) | billed input | vs unchanged | tool-schema tokens sent |")
@@ -291,8 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     policy = load_policy_set(args.policies).base
+    web_held = web_held_policy(args.policies)
     single = single_requests(policy)
-    sessions = {name: session_costs(policy, script) for name, script in SESSION_SCRIPTS.items()}
+    sessions = {**scripted_sessions(policy, web_held), **generated_sessions(policy, web_held)}
     print_report(single, sessions)
     if args.json:
         path = Path(args.json)

@@ -376,7 +376,7 @@ def line_of(text: str, needle: str) -> int:
 @pytest.mark.parametrize("old, new, key_path, message", [
     (r"- conversation_text: '(?i)\.ipynb\b'", r"- conversation_text: '(?i)\.ipynb(\b'",
      "tool_groups.notebook.needed_when[0].conversation_text", "invalid regular expression"),
-    (r"- system_text: '(?i)\bplan mode is active\b'", r"- system_txt: '(?i)\bplan mode is active\b'",
+    (r"- system_text: 'Plan mode is active'", r"- system_txt: 'Plan mode is active'",
      "tool_groups.plan_mode.needed_when[0].system_txt", "unknown key"),
     (r"""- tool_input: {Bash: '"run_in_background":\s*true'}""", r"""- tool_input: {Bash: '"run_in_background":\s*(true'}""",
      "tool_groups.background_shell.needed_when[0].tool_input", "invalid regular expression"),
@@ -397,7 +397,7 @@ def test_bad_trigger_reports_file_line_column(tmp_path, old, new, key_path, mess
 
 def test_empty_needed_when_reports_its_line(tmp_path):
     folder = copy_policies(tmp_path)
-    old = "    needed_when:\n      - system_text: '(?i)\\bplan mode is active\\b'\n      - called_tool: EnterPlanMode\n"
+    old = "    needed_when:\n      - system_text: 'Plan mode is active'\n      - called_tool: EnterPlanMode\n"
     text = replace_once(folder / "default.yaml", old, "    needed_when: []\n")
 
     with pytest.raises(PolicyError) as caught:
