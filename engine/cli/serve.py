@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import ipaddress
 import logging
+import os
 import sys
 
 DESCRIPTION = "Run the gateway. Policy edits in the policy folder are picked up live."
+
+# mallopt's parameter number for the arena cap, from glibc's malloc.h.
+M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,11 +41,29 @@ def configure_logging(level: str) -> None:
     logging.getLogger("httpx").setLevel(max(logging.WARNING, getattr(logging, level.upper())))
 
 
+def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas before the worker threads start; return True when the cap was set.
+
+    glibc gives each thread that allocates concurrently its own arena, up to 8 per core, and each
+    arena keeps the memory it freed. The executor threads that embed and the ONNX Runtime threads
+    grew the gateway's resident memory by about 50 MB under load that way. An explicit
+    MALLOC_ARENA_MAX in the environment wins, and other C libraries are left alone.
+    """
+    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_ARENA_MAX, count))
+    except (OSError, AttributeError):
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
     import socket
 
     import uvicorn
 
+    limit_malloc_arenas()
     from engine.app import create_app
     from engine.policy.errors import PolicyError
 

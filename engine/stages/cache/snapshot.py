@@ -17,11 +17,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_NAME = "semantic-cache.npz"
 FORMAT_VERSION = 1
+
+
+def encode_message(message: dict[str, Any]) -> bytes:
+    """Encode a response as JSON bytes. Lone surrogates, which orjson rejects, are written as escapes."""
+    try:
+        return orjson.dumps(message)
+    except orjson.JSONEncodeError:
+        return json.dumps(message, ensure_ascii=True).encode("ascii")
+
+
+def decode_message(encoded: bytes) -> dict[str, Any]:
+    """Decode what `encode_message` wrote."""
+    try:
+        return orjson.loads(encoded)
+    except orjson.JSONDecodeError:
+        return json.loads(encoded)
 
 
 @dataclass(slots=True)
@@ -32,7 +49,7 @@ class Entry:
     scope: str
     exact: str
     text: str  # the last user text, which the guards compare with later requests
-    message: dict[str, Any]
+    message: bytes  # the response, a canonical Message as JSON
     created: float
     used: float
     hits: int = 0
@@ -58,7 +75,7 @@ def write_snapshot(directory: Path, snapshot: Snapshot) -> Path:
         "embedder": snapshot.embedder,
         "dim": snapshot.dim,
         "written": time.time(),
-        "entries": [asdict(entry) for entry in snapshot.entries],
+        "entries": [{**asdict(entry), "message": decode_message(entry.message)} for entry in snapshot.entries],
     }
     # surrogatepass keeps lone surrogates from request text, which strict UTF-8 rejects.
     encoded = np.frombuffer(json.dumps(header, ensure_ascii=False).encode("utf-8", "surrogatepass"), dtype=np.uint8)
@@ -113,7 +130,7 @@ def _parse(path: Path) -> Snapshot:
     dim = int(header["dim"])
     if vectors.ndim != 2 or vectors.shape != (len(ids), dim):
         raise ValueError(f"vectors have shape {vectors.shape}, expected ({len(ids)}, {dim})")
-    entries = [Entry(**item) for item in header["entries"]]
+    entries = [Entry(**{**item, "message": encode_message(item["message"])}) for item in header["entries"]]
     with_vectors = {entry.entry_id for entry in entries if entry.has_vector}
     if with_vectors != set(ids.tolist()):
         raise ValueError("vector ids do not match the entries that have vectors")

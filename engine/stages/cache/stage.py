@@ -27,8 +27,11 @@ from engine.stages.cache import keys
 from engine.stages.cache.guards import TextFacts, check_guards, extract_facts
 from engine.stages.cache.index import ScopeIndex
 from engine.stages.cache.policy import CacheGuards, CacheSection
-from engine.stages.cache.snapshot import Entry, Snapshot, read_snapshot, write_snapshot
+from engine.stages.cache.snapshot import Entry, Snapshot, decode_message, encode_message, read_snapshot, write_snapshot
 from engine.tokens import count_text
+
+# Entries whose guard facts stay extracted; a lookup checks at most `index.candidates` entries.
+FACTS_MEMORY = 4096
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ class SemanticCache:
         self._by_exact: dict[str, int] = {}
         # Guard facts of entry texts, kept per entry id with the guard settings they were extracted
         # with, so that a lookup does not re-extract them from every candidate it checks.
-        self._facts: dict[int, tuple[CacheGuards, TextFacts]] = {}
+        self._facts: OrderedDict[int, tuple[CacheGuards, TextFacts]] = OrderedDict()
         self._indexes: dict[str, ScopeIndex] = {}
         self._next_id = 1
         self._dirty = False
@@ -156,13 +159,16 @@ class SemanticCache:
             logger.debug("request %s: response not cached: %s", ctx.request_id, reason)
             return
 
+        # Entries keep the response as JSON bytes: a fifth of the memory of the dict, and decoding is
+        # faster than the deep copy each hit needs otherwise.
+        encoded = encode_message(message)
         state = self._request_state(ctx, section)
         vector = state.get("vector")
         if vector is None and _semantic_skip_reason(state["text"], section) is None:
             vector = await self._query_vector(ctx, state["text"], {})
         now = self._clock()
         with self._lock:
-            self._insert(state, message, vector, now)
+            self._insert(state, message, encoded, vector, now)
             self._evict(now)
         await self._maybe_flush(now)
 
@@ -295,28 +301,30 @@ class SemanticCache:
     def _entry_facts(self, entry: Entry, guards: CacheGuards) -> TextFacts:
         known = self._facts.get(entry.entry_id)
         if known is not None and (known[0] is guards or known[0] == guards):
+            self._facts.move_to_end(entry.entry_id)
             return known[1]
         facts = extract_facts(entry.text, guards)
         self._facts[entry.entry_id] = (guards, facts)
+        if len(self._facts) > FACTS_MEMORY:
+            self._facts.popitem(last=False)
         return facts
 
     def _serve(self, entry: Entry, now: float, dry_run: bool) -> dict:
-        if dry_run:
-            return copy.deepcopy(entry.message)
-        entry.used = now
-        entry.hits += 1
-        self._entries.move_to_end(entry.entry_id)
-        self._dirty = True
-        return copy.deepcopy(entry.message)
+        if not dry_run:
+            entry.used = now
+            entry.hits += 1
+            self._entries.move_to_end(entry.entry_id)
+            self._dirty = True
+        return decode_message(entry.message)
 
     # --- store helpers ----------------------------------------------------------------------------
 
-    def _insert(self, state: dict, message: dict, vector: np.ndarray | None, now: float) -> None:
+    def _insert(self, state: dict, message: dict, encoded: bytes, vector: np.ndarray | None, now: float) -> None:
         existing = self._by_exact.get(state["exact"])
         if existing is not None:
             # A concurrent identical request already stored a response. Keep one entry with the newest.
             entry = self._entries[existing]
-            entry.message = copy.deepcopy(message)
+            entry.message = encoded
             entry.created = entry.used = now
             entry.output_tokens = _output_tokens(message)
             self._entries.move_to_end(existing)
@@ -325,7 +333,7 @@ class SemanticCache:
 
         entry = Entry(
             entry_id=self._next_id, scope=state["scope"], exact=state["exact"], text=state["text"],
-            message=copy.deepcopy(message), created=now, used=now, has_vector=vector is not None,
+            message=encoded, created=now, used=now, has_vector=vector is not None,
             output_tokens=_output_tokens(message),
         )
         self._next_id += 1
