@@ -222,6 +222,18 @@ def single_requests(policy: Policy) -> list[dict]:
     return rows
 
 
+def long_request_timing(policy: Policy, count: int = 30) -> dict:
+    """Time the stage on the last request of the generated mixed session: conditional-group triggers
+    search the whole conversation, so their cost grows with its length."""
+    session = agent_session(requests=count, seed=9, prompts=MIXED_PROMPTS)
+    body = anthropic_request(session, count - 1, MODEL, max_tokens=32000)
+    timings = []
+    for _ in range(200):
+        _, elapsed = run_selection(dict(body, tools=list(body["tools"])), policy, ToolSessions(), None)
+        timings.append(elapsed)
+    return {"request_kib": len(json.dumps(body)) // 1024, "select_median_us": statistics.median(timings) * 1e6}
+
+
 def price(usage: Any) -> float:
     return usage.input_tokens + CACHE_WRITE_PRICE * usage.cache_creation_input_tokens + CACHE_READ_PRICE * usage.cache_read_input_tokens
 
@@ -320,7 +332,7 @@ def _next_starts_turn(requests: list[dict], index: int) -> bool:
     return requests[index + 1]["messages"][-1]["content"][0].get("type") == "text"
 
 
-def print_report(single: list[dict], sessions: dict[str, tuple[list[dict], int]]) -> None:
+def print_report(single: list[dict], long_request: dict, sessions: dict[str, tuple[list[dict], int]]) -> None:
     print("Part 1: one request with the full Claude Code tool set (cl100k token estimates)")
     print()
     print("| tool set | request | class | tools kept | input tokens before -> after | tool-schema tokens before -> after | tool-schema reduction | select_tools median |")
@@ -330,6 +342,9 @@ def print_report(single: list[dict], sessions: dict[str, tuple[list[dict], int]]
               f"{row['input_tokens_before']} -> {row['input_tokens_after']} ({row['input_token_reduction']:.0%} fewer) | "
               f"{row['tool_tokens_before']} -> {row['tool_tokens_after']} | {row['tool_token_reduction']:.0%} | "
               f"{row['select_median_us']:.0f} µs |")
+    print()
+    print(f"select_tools median on request 30 of the generated mixed session ({long_request['request_kib']} KiB): "
+          f"{long_request['select_median_us']:.0f} µs")
     for name, (rows, request_count) in sessions.items():
         print()
         baseline = rows[0]["cost"]
@@ -354,12 +369,13 @@ def main(argv: list[str] | None = None) -> int:
     policy = load_policy_set(args.policies).base
     web_held = web_held_policy(args.policies)
     single = single_requests(policy)
+    long_request = long_request_timing(policy)
     sessions = {**scripted_sessions(policy, web_held), **generated_sessions(policy, web_held)}
-    print_report(single, sessions)
+    print_report(single, long_request, sessions)
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"single_requests": single,
+        payload = {"single_requests": single, "long_request": long_request,
                    "sessions": {name: {"requests": count, "scenarios": rows} for name, (rows, count) in sessions.items()}}
         path.write_text(json.dumps(payload, indent=2))
     return 0

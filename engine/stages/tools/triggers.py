@@ -33,16 +33,17 @@ class ConversationText:
     @cached_property
     def tool_inputs(self) -> list[tuple[str, str]]:
         """(tool name, input as compact JSON) of every tool call, in conversation order."""
-        calls = []
-        for message in self._messages:
-            for block in content_blocks(message.get("content")):
-                if block.get("type") in ("tool_use", "server_tool_use") and isinstance(block.get("name"), str):
-                    calls.append((block["name"], _compact_json(block.get("input"))))
-        return calls
+        return self._message_scan[1]
 
     @cached_property
     def message_texts(self) -> list[str]:
+        return self._message_scan[0]
+
+    @cached_property
+    def _message_scan(self) -> tuple[list[str], list[tuple[str, str]]]:
+        # One pass serves both properties, so each tool input is serialised once.
         texts: list[str] = []
+        calls: list[tuple[str, str]] = []
         for message in self._messages:
             content = message.get("content")
             if isinstance(content, str):
@@ -53,10 +54,13 @@ class ConversationText:
                 if kind == "text" and isinstance(block.get("text"), str):
                     texts.append(block["text"])
                 elif kind in ("tool_use", "server_tool_use"):
-                    texts.append(_compact_json(block.get("input")))
+                    arguments = _compact_json(block.get("input"))
+                    texts.append(arguments)
+                    if isinstance(block.get("name"), str):
+                        calls.append((block["name"], arguments))
                 elif kind == "tool_result":
                     texts.extend(_result_texts(block.get("content")))
-        return texts
+        return texts, calls
 
     @cached_property
     def system_texts(self) -> list[str]:
