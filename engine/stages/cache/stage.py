@@ -31,7 +31,7 @@ from engine.stages.cache.snapshot import Entry, Snapshot, decode_message, encode
 from engine.tokens import count_text
 
 # Entries whose guard facts stay extracted; a lookup checks at most `index.candidates` entries.
-FACTS_MEMORY = 4096
+FACTS_MEMORY = 1024
 
 logger = logging.getLogger(__name__)
 
