@@ -255,11 +255,11 @@ tool_groups:
 def web_held_policy(policies: str | Path) -> Policy:
     """Load the policy folder with the team file above added, in a temporary copy."""
     with tempfile.TemporaryDirectory() as folder:
-        copy = Path(folder) / "policies"
-        shutil.copytree(policies, copy, ignore=shutil.ignore_patterns("tests"))
-        (copy / "teams").mkdir(exist_ok=True)
-        (copy / "teams" / "bench-web-held.yaml").write_text(WEB_HELD_TEAM, encoding="utf-8")
-        return load_policy_set(copy).teams["bench-web-held"]
+        policy_copy = Path(folder) / "policies"
+        shutil.copytree(policies, policy_copy, ignore=shutil.ignore_patterns("tests"))
+        (policy_copy / "teams").mkdir(exist_ok=True)
+        (policy_copy / "teams" / "bench-web-held.yaml").write_text(WEB_HELD_TEAM, encoding="utf-8")
+        return load_policy_set(policy_copy).teams["bench-web-held"]
 
 
 def session_costs(requests: list[dict], scenarios: list[tuple[str, Policy | None, Any]]) -> list[dict]:

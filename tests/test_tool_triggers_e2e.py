@@ -24,7 +24,6 @@ CLAUDE_CODE = json.loads((DATA / "tool-sets" / "claude_code_16tools.json").read_
 CURSOR = json.loads((DATA / "tool-sets" / "cursor_agent_v1.0.json").read_text())
 SYSTEM_BLOCKS = json.loads((DATA / "claude_code_1.0.123_system.json").read_text())["blocks"]
 # The default policy's conditional tools in the 16-tool Claude Code set.
-NOTEBOOK = ["NotebookEdit"]
 CONDITIONAL = ["ExitPlanMode", "NotebookEdit", "BashOutput", "KillBash"]
 ALL_NAMES = [tool["name"] for tool in CLAUDE_CODE]
 NOT_CONDITIONAL = [name for name in ALL_NAMES if name not in CONDITIONAL]
@@ -170,7 +169,7 @@ def test_session_without_trigger_never_sends_conditional_tools(caching_gateway):
     assert all(read > 0 for read in reads[1:]), reads
 
 
-def test_trigger_adds_group_at_its_request_and_keeps_it(caching_gateway):
+def test_trigger_adds_group_and_keeps_it(caching_gateway):
     gateway, stub = caching_gateway
     conversation = Conversation(gateway)
     conversation.say("The churn numbers are wrong for March; find out why and fix it.")

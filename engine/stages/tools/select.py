@@ -205,14 +205,14 @@ def _conditional_test(policy: Policy, body: dict, facts: ConversationFacts,
     if not groups:
         return None, {}
     needed = needed_groups(groups, body, facts, named_by_class)
-    wanted = [group.matcher for group in groups if group.name in needed]
-    held = [group.matcher for group in groups if group.name not in needed]
+    needed_matchers = [group.matcher for group in groups if group.name in needed]
+    held_matchers = [group.matcher for group in groups if group.name not in needed]
 
     def state(name: str) -> bool | None:
         # A tool in both a needed and a held group counts as needed.
-        if any(matcher.matches(name) for matcher in wanted):
+        if any(matcher.matches(name) for matcher in needed_matchers):
             return True
-        if any(matcher.matches(name) for matcher in held):
+        if any(matcher.matches(name) for matcher in held_matchers):
             return False
         return None
 
