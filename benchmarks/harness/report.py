@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness.load import percentile
+from benchmarks.harness.scenarios import FORWARDING_RUN, UNIQUE_RUN
 
 
 def _gateways(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -227,12 +228,15 @@ def _target_lines(results: dict[str, Any], leangate: dict[str, Any], direct: dic
                      f"(median over the scenarios {median:+.1f} ms, range {min(added):+.1f} to {max(added):+.1f} ms). "
                      "The latency passes repeat each text, so leangate's embedding memo serves all of them but the "
                      "first: these are the cheap stages.")
-    load = leangate.get("load", {}).get("non-stream", {})
-    if "per_second" in load:
-        verdict = "met" if load["per_second"] >= TARGET_REQUESTS_PER_SECOND else "missed"
-        lines.append(f"- leangate target, at least {TARGET_REQUESTS_PER_SECOND:g} requests/s at "
-                     f"{results['options']['clients']} clients: {verdict} ({load['per_second']:.0f} requests/s "
-                     "with a unique text per request).")
+    for label, meaning in ((FORWARDING_RUN, "one text repeated with the response cache bypassed, so every "
+                                             "request runs every stage and reaches the stub"),
+                           (UNIQUE_RUN, "a unique text per request, each embedded once")):
+        load = leangate.get("load", {}).get(label, {})
+        if "per_second" in load:
+            verdict = "met" if load["per_second"] >= TARGET_REQUESTS_PER_SECOND else "missed"
+            lines.append(f"- leangate target, at least {TARGET_REQUESTS_PER_SECOND:g} requests/s at "
+                         f"{results['options']['clients']} clients: {verdict} on \"{label}\" "
+                         f"({load['per_second']:.0f} requests/s, {meaning}).")
     peak = leangate.get("peak_memory_mib")
     if peak:
         verdict = "met" if peak < TARGET_PEAK_MEMORY_MIB else "missed"

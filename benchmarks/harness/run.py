@@ -37,9 +37,6 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 ALL_GATEWAYS = ("direct", "leangate", "leangate-lexical", "litellm", "portkey")
 REQUEST_TIMEOUT_S = 120.0
 ANTHROPIC_VERSION = "2023-06-01"
-# (label, streamed, unique text per request). The repeated run shows a gateway's best case: leangate
-# embeds the last user text for its tier model and memoises the vector by text.
-LOAD_RUNS = (("non-stream", False, True), ("stream", True, True), ("non-stream, repeated text", False, False))
 
 Progress = Callable[[str], None]
 
@@ -180,9 +177,9 @@ def _run_gateway(name: str, options: BenchOptions, scenario_list: list[scenarios
             result["pipeline_ms"] = _pipeline_times(workdir / "decisions.jsonl")
 
         result["load"] = {}
-        for label, stream, unique in LOAD_RUNS:
+        for label, stream, unique, bypass in scenarios.LOAD_RUNS:
             progress(f"{name}: load, {options.clients} clients, {label}, {options.load_seconds:.0f} s")
-            result["load"][label] = _load(gateway, stream, unique, options, workdir, result["egress"])
+            result["load"][label] = _load(gateway, stream, unique, bypass, options, workdir, result["egress"])
         result["peak_memory_mib"] = peak_memory_mib(gateway.pids())
         result["egress"] = sorted(set(result["egress"]))
     except GatewayUnavailable as error:
@@ -404,7 +401,7 @@ def _decisions(decision_log: Path, expected: int, wait_s: float = 5.0) -> list[d
 # --- load ------------------------------------------------------------------------------------------
 
 
-def _load(gateway: Gateway, stream: bool, unique: bool, options: BenchOptions, workdir: Path,
+def _load(gateway: Gateway, stream: bool, unique: bool, bypass_cache: bool, options: BenchOptions, workdir: Path,
           egress: list[str]) -> dict[str, Any]:
     body_path = workdir / f"load-{'stream' if stream else 'plain'}-{'unique' if unique else 'repeated'}.json"
     # A fresh run tag per load run: the request counter restarts at 0 in each one, and a response
@@ -412,7 +409,10 @@ def _load(gateway: Gateway, stream: bool, unique: bool, options: BenchOptions, w
     body = scenarios.load_request(stream, unique, run=f"{'stream' if stream else 'plain'}-{time.time_ns()}")
     body_path.write_text(json.dumps(body), encoding="utf-8")
     headers_path = workdir / "load-headers.json"
-    headers_path.write_text(json.dumps({"anthropic-version": ANTHROPIC_VERSION, **gateway.headers}), encoding="utf-8")
+    headers = {"anthropic-version": ANTHROPIC_VERSION, **gateway.headers}
+    if bypass_cache:
+        headers["cache-control"] = "no-cache"
+    headers_path.write_text(json.dumps(headers), encoding="utf-8")
     headers_path.chmod(0o600)
     command = [sys.executable, "-m", "benchmarks.harness.load", gateway.url, "--body-file", str(body_path),
                "--headers-file", str(headers_path), "--clients", str(options.clients),

@@ -199,6 +199,20 @@ def _short_question(text: str) -> dict[str, Any]:
     return {"model": CLIENT_MODEL, "max_tokens": 1024, "messages": [{"role": "user", "content": text}]}
 
 
+# (label, streamed, unique text per request, `Cache-Control: no-cache`). A unique text is leangate's
+# worst case: it embeds every new last user text once, for the cache lookup and the tier model. A
+# repeated text with the cache bypassed measures the forwarding path with every stage, the embedding
+# served from the memo. A repeated text with the cache on measures leangate's response cache.
+LOAD_RUNS = (
+    ("non-stream", False, True, False),
+    ("stream", True, True, False),
+    ("non-stream, repeated text, cache bypassed", False, False, True),
+    ("non-stream, repeated text", False, False, False),
+)
+UNIQUE_RUN = LOAD_RUNS[0][0]
+FORWARDING_RUN = LOAD_RUNS[2][0]
+
+
 def load_request(stream: bool, unique: bool = True, run: str = "") -> dict[str, Any]:
     """Return the body of the throughput test: a short question.
 
