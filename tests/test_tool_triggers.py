@@ -291,6 +291,15 @@ def test_tool_in_needed_and_held_group_is_kept():
     assert decision["held_back"] == ["BashOutput"]
 
 
+def test_group_without_offered_tools_is_skipped():
+    # Its triggers are not evaluated, so the decision names no needed group.
+    ctx = make_ctx([user("Explain cell 3 of eda.ipynb")], [tool("Read"), tool("Edit")])
+    decision = select_tools(ctx, notebook_policy(), ToolSessions())
+    assert decision["needed_groups"] == {}
+    assert decision["held_back"] == []
+    assert names(ctx) == ["Read"]
+
+
 def test_header_session_grows_once_at_trigger():
     policy, sessions = notebook_policy(), ToolSessions()
     history = [user("Fix the parser")]

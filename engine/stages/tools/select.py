@@ -148,7 +148,8 @@ def select_tools(ctx: RequestContext, policy: Policy, sessions: ToolSessions) ->
         decision["session_start"] = True
 
     named_by_class = match[1].named_groups(session_start) if match else []
-    conditional, decision["needed_groups"] = _conditional_test(policy, ctx.body, facts, named_by_class)
+    candidates = {name for name in map(tool_name, tools) if name is not None and name not in protected}
+    conditional, decision["needed_groups"] = _conditional_test(policy, ctx.body, facts, named_by_class, candidates)
     kept = []
     removed = []
     held_names: set[str] = set()
@@ -194,14 +195,17 @@ def select_tools(ctx: RequestContext, policy: Policy, sessions: ToolSessions) ->
     return decision
 
 
-def _conditional_test(policy: Policy, body: dict, facts: ConversationFacts,
-                      named_by_class: list[str]) -> tuple[Callable[[str], bool | None] | None, dict[str, str]]:
+def _conditional_test(policy: Policy, body: dict, facts: ConversationFacts, named_by_class: list[str],
+                      candidates: set[str]) -> tuple[Callable[[str], bool | None] | None, dict[str, str]]:
     """Return a test of tool names against the conditional groups, and the needed groups with reasons.
 
     The test returns True for a tool of a needed group, False for a tool that is held back, and None
-    for a tool in no conditional group. It is None when the policy has no conditional groups.
+    for a tool in no conditional group. Only groups with a tool in `candidates` (offered and not
+    protected) are evaluated, because their triggers search the whole conversation. The test is None
+    when no such group exists.
     """
-    groups = conditional_groups(policy.tool_groups)
+    groups = [group for group in conditional_groups(policy.tool_groups)
+              if any(group.matcher.matches(name) for name in candidates)]
     if not groups:
         return None, {}
     needed = needed_groups(groups, body, facts, named_by_class)
