@@ -43,7 +43,7 @@ class TriggerConditions(BaseModel):
         "messages, where clients such as Claude Code state modes like plan mode.",
     )
     called_tool: list[str] | str | None = Field(
-        None, description="Names or globs; a tool call to a matching tool appears in the conversation."
+        None, description="Names or globs. The conversation contains a call to a matching tool."
     )
     tool_input: dict[str, str] | None = Field(
         None,
@@ -52,7 +52,7 @@ class TriggerConditions(BaseModel):
     )
     client: str | None = Field(
         None,
-        description="Regex searched in the `user-agent`, `x-app` and `originator` request headers; "
+        description="Regex searched in the `user-agent`, `x-app` and `originator` request headers, where "
         "one match is enough. Use it to limit a trigger to one agent.",
     )
 
@@ -89,7 +89,7 @@ class TriggerConditions(BaseModel):
         if all(value is None for value in self.__dict__.values()):
             raise ValueError(
                 "a trigger needs at least one condition (user_text, conversation_text, system_text, "
-                "called_tool, tool_input); an empty trigger would always hold"
+                "called_tool, tool_input), because an empty trigger would always hold"
             )
         tool_input = None
         if self.tool_input is not None:
@@ -164,8 +164,8 @@ class ToolGroup(BaseModel):
         if isinstance(value, Mapping):
             return [value]
         if isinstance(value, list) and not value:
-            raise ValueError("needed_when lists no trigger, so the group would never be forwarded; "
-                             "add a trigger, or write `needed_when: null` to forward the group as usual")
+            raise ValueError("needed_when lists no trigger, so the group would never be forwarded. "
+                             "Add a trigger, or write `needed_when: null` to forward the group as usual")
         return value
 
     @classmethod
