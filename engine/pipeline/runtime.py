@@ -116,8 +116,8 @@ class MemoizedEmbedder:
             computed = self.inner.embed([texts[index] for index in missing])
             with self._lock:
                 for offset, index in enumerate(missing):
-                    rows[index] = computed[offset]
-                    self._vectors[keys[index]] = computed[offset]
+                    # A copy, so that the memo does not keep the whole batch's array alive per row.
+                    rows[index] = self._vectors[keys[index]] = computed[offset].copy()
                 while len(self._vectors) > self._size:
                     self._vectors.popitem(last=False)
         return np.vstack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)

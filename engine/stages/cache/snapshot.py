@@ -28,7 +28,8 @@ FORMAT_VERSION = 1
 def encode_message(message: dict[str, Any]) -> bytes:
     """Encode a response as JSON bytes. Lone surrogates, which orjson rejects, are written as escapes."""
     try:
-        return orjson.dumps(message)
+        # orjson returns its 4 KB write buffer as the bytes object; a copy keeps only the JSON.
+        return bytes(memoryview(orjson.dumps(message)))
     except orjson.JSONEncodeError:
         return json.dumps(message, ensure_ascii=True).encode("ascii")
 
