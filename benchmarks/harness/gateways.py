@@ -128,6 +128,11 @@ def _sockets(pids: list[int], arguments: list[str]) -> list[tuple[str, str, str]
     return rows
 
 
+def listening_addresses(pids: list[int]) -> list[str]:
+    """Return the local addresses of every TCP listener of the processes `pids`."""
+    return sorted({local for _, local, _ in _sockets(pids, ["-t", "-l"])})
+
+
 def non_loopback_listeners(pids: list[int]) -> list[str]:
     """Return the listening TCP addresses of `pids` that are not loopback (e.g. `0.0.0.0:4000`)."""
     return sorted({local for _, local, _ in _sockets(pids, ["-t", "-l"]) if not is_loopback_address(local)})

@@ -258,10 +258,6 @@ def start_portkey(workdir: Path, stub_url: str, cache_dir: Path) -> Gateway:
     return Gateway("portkey", version, base_url, headers=headers, command=command, root_pid=process.pid, stop=stop)
 
 
-def _listening_addresses(pids: list[int]) -> list[str]:
-    return sorted({local for _, local, _ in gateways._sockets(pids, ["-t", "-l"])})
-
-
 def _wait_listening(process: subprocess.Popen, port: int, log_path: Path,
                     timeout: float = STARTUP_TIMEOUT_S) -> None:
     """Wait until the process tree of `process` has a TCP listener on `port`, without connecting to it."""
@@ -270,7 +266,7 @@ def _wait_listening(process: subprocess.Popen, port: int, log_path: Path,
         if process.poll() is not None:
             raise GatewayUnavailable(f"exited with status {process.returncode} during start-up; "
                                      f"last log lines: {_tail(log_path)}")
-        addresses = _listening_addresses(process_tree(process.pid))
+        addresses = gateways.listening_addresses(process_tree(process.pid))
         if any(address.rsplit(":", 1)[-1] == str(port) for address in addresses):
             return
         time.sleep(0.25)
