@@ -42,10 +42,11 @@ def load_issues(policy_dir: Path) -> list:
 def test_default_policy_ships_lossless_targets() -> None:
     policy = load_policy_set(ROOT / "policies").base
     names = [target.name for target in policy.compression]
-    assert names == ["search-results", "file-listings", "json-documents"]
-    for target in policy.compression:
+    assert names == ["search-results", "file-listings", "json-documents", "numbered-file-lines"]
+    for target in policy.compression[:3]:
         assert [action.name for action in target.actions] == ["toon", "minify"]
         assert target.steps == ()
+    assert [action.name for action in policy.compression[3].actions] == ["line_numbers"]
 
 
 def test_lossy_preset_validates() -> None:
@@ -182,5 +183,5 @@ def test_schema_accepts_short_action_forms() -> None:
     schema = Policy.model_json_schema()
     items = schema["$defs"]["CompressionTarget"]["properties"]["actions"]["items"]
     variants = items["anyOf"]
-    assert {"enum": ["toon", "minify", "dedupe"], "type": "string"} in variants
+    assert {"enum": ["toon", "minify", "dedupe", "line_numbers"], "type": "string"} in variants
     assert {"$ref": "#/$defs/ActionSpec"} in variants

@@ -40,8 +40,10 @@ from engine.stages.compress.locate import compile_steps
 # Encoders produce the final text of a block, so they must come after every other action.
 ENCODERS = ("toon", "minify", "render")
 LOSSLESS_ENCODERS = ("toon", "minify")
-BARE_ACTIONS = ("toon", "minify", "dedupe")
-ACTION_KEYS = ("toon", "minify", "render", "project", "drop", "truncate", "dedupe")
+BARE_ACTIONS = ("toon", "minify", "dedupe", "line_numbers")
+ACTION_KEYS = ("toon", "minify", "render", "project", "drop", "truncate", "dedupe", "line_numbers")
+# Lossless actions on plain text, which may share a target with the lossy text actions.
+LOSSLESS_TEXT_ACTIONS = ("line_numbers",)
 
 _TEMPLATE_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -141,6 +143,10 @@ class MinifyOptions(_Strict):
     pass
 
 
+class LineNumbersOptions(_Strict):
+    pass
+
+
 def _expand_bare_action(value: Any) -> Any:
     """Turn the short YAML forms `- toon` and `- {toon: null}` into `{toon: {}}`."""
     if isinstance(value, str):
@@ -158,9 +164,10 @@ def _expand_bare_action(value: Any) -> Any:
 class ActionSpec(_Strict):
     """One action of a target: a mapping with exactly one of these keys.
 
-    `toon` and `minify` are lossless and verified by decoding. `render` writes records as plain text
-    lines and drops field names, so it is lossy. `project`, `drop`, `truncate` and `dedupe` remove
-    data and leave a marker in the text.
+    `toon` and `minify` are lossless and verified by decoding. `line_numbers` removes the padding of
+    `cat -n` line-number gutters in text results, and is verified by padding them again. `render`
+    writes records as plain text lines and drops field names, so it is lossy. `project`, `drop`,
+    `truncate` and `dedupe` remove data and leave a marker in the text.
     """
 
     toon: ToonOptions | None = Field(None, description="Encode the JSON value as TOON.")
@@ -175,6 +182,11 @@ class ActionSpec(_Strict):
     truncate: TruncateOptions | None = Field(None, description="Keep at most N records, lines or characters.")
     dedupe: DedupeOptions | None = Field(
         None, description="Remove repeated records (JSON) or collapse runs of identical lines (text)."
+    )
+    line_numbers: LineNumbersOptions | None = Field(
+        None,
+        description="Remove the leading spaces of `cat -n` line-number gutters (`     12<tab>`) in a text "
+        "result that is a numbered listing. Lossless: the numbers, separators and lines stay.",
     )
 
     _name: str = PrivateAttr("")
@@ -212,7 +224,7 @@ Action = Annotated[
     ActionSpec,
     BeforeValidator(
         _expand_bare_action,
-        json_schema_input_type=Union[Literal["toon", "minify", "dedupe"], ActionSpec],
+        json_schema_input_type=Union[Literal["toon", "minify", "dedupe", "line_numbers"], ActionSpec],
     ),
 ]
 
@@ -232,6 +244,8 @@ class TargetPlan:
     tool_pattern: re.Pattern[str] | None
     min_tokens: int
     has_text_actions: bool
+    # True when line_numbers is the only text action, so text without a gutter can be skipped early.
+    needs_gutter: bool
     fingerprint: str
 
     def matches_tool(self, tool_name: str | None) -> bool:
@@ -242,11 +256,16 @@ class TargetPlan:
 
 def _has_text_actions(steps: tuple[ActionSpec, ...]) -> bool:
     for step in steps:
-        if step.dedupe is not None:
+        if step.dedupe is not None or step.line_numbers is not None:
             return True
         if step.truncate is not None and step.truncate.items is None:
             return True
     return False
+
+
+def _needs_gutter(steps: tuple[ActionSpec, ...]) -> bool:
+    text_steps = [step for step in steps if _has_text_actions((step,))]
+    return bool(text_steps) and all(step.line_numbers is not None for step in text_steps)
 
 
 def _compile_tool_globs(patterns: list[str]) -> re.Pattern[str]:
@@ -341,6 +360,7 @@ class CompressionTarget(_Strict):
             tool_pattern=self._tool_pattern,
             min_tokens=self.min_tokens,
             has_text_actions=_has_text_actions(self._steps),
+            needs_gutter=_needs_gutter(self._steps),
             fingerprint=self._fingerprint,
         )
         return self
@@ -360,7 +380,7 @@ class CompressionTarget(_Strict):
 
     @property
     def steps(self) -> tuple[ActionSpec, ...]:
-        """The lossy actions (project, drop, truncate, dedupe), in policy order."""
+        """The actions before the encoders (project, drop, truncate, dedupe, line_numbers), in policy order."""
         return self._steps
 
     @property

@@ -17,6 +17,7 @@ from typing import Any
 
 from engine.pipeline.context import RequestContext
 from engine.policy.models import Policy
+from engine.stages.compress import line_numbers
 from engine.stages.compress.locate import Slot, find_nodes, slots_for
 from engine.stages.compress.policy import CompressionTarget, TargetPlan
 from engine.stages.compress.transform import Outcome, compress_text
@@ -158,6 +159,8 @@ def _compress_slot(slot: Slot, target: CompressionTarget, plan: TargetPlan) -> O
         return None
     is_json_candidate = _JSON_START.match(text) is not None
     if not is_json_candidate and not plan.has_text_actions:
+        return None
+    if not is_json_candidate and plan.needs_gutter and not line_numbers.may_start_listing(text):
         return None
     # cl100k tokens are at least one byte of UTF-8 each, so the byte length bounds the count.
     upper_bound = len(text) if text.isascii() else len(text.encode("utf-8"))

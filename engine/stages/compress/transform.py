@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.stages.compress import actions
+from engine.stages.compress import actions, line_numbers
 from engine.stages.compress.encode import (
     EncodingFailed,
     NotJson,
@@ -13,7 +13,7 @@ from engine.stages.compress.encode import (
     is_utf8_encodable,
     parse_json,
 )
-from engine.stages.compress.policy import ActionSpec, CompressionTarget, MinifyOptions
+from engine.stages.compress.policy import LOSSLESS_TEXT_ACTIONS, ActionSpec, CompressionTarget, MinifyOptions
 from engine.tokens import count_text
 
 _IMPLIED_MINIFY = ActionSpec(minify=MinifyOptions())
@@ -72,31 +72,61 @@ def compress_text(text: str, target: CompressionTarget, tokens_before: int, is_j
 def _compress_plain_text(text: str, target: CompressionTarget, tokens_before: int) -> Outcome | None:
     result = text
     used = []
+    rejected: list[dict[str, str]] = []
+    verified: bool | None = None
     for step in target.steps:
         if step.name == "truncate" and step.truncate is not None and step.truncate.items is None:
             changed = actions.truncate_text(result, step.truncate, target)
         elif step.name == "dedupe":
             changed = actions.dedupe_lines(result, target)
+        elif step.name == "line_numbers":
+            changed, reason = _strip_line_numbers(result)
+            if reason is not None:
+                rejected.append({"action": step.name, "reason": reason})
+            elif changed != result:
+                verified = True
         else:
             continue
         if changed != result:
             used.append(step.name)
             result = changed
     if not used:
+        if rejected:
+            return Outcome(None, _decision(target, "line_numbers", tokens_before, tokens_before, True, False, False, rejected))
         return None
+
+    action = "+".join(used)
+    lossless = all(name in LOSSLESS_TEXT_ACTIONS for name in used)
     tokens_after = count_text(result)
     applied = tokens_after < tokens_before
+    if not applied:
+        rejected.append({"action": action, "reason": "not fewer tokens"})
     decision = _decision(
         target,
-        "+".join(used),
+        action,
         tokens_before,
         tokens_after if applied else tokens_before,
-        lossless=False,
-        verified=None,
+        lossless=lossless,
+        # Only a text changed by lossless actions alone can be compared with the original.
+        verified=verified if lossless else None,
         applied=applied,
-        rejected=[] if applied else [{"action": "+".join(used), "reason": "not fewer tokens"}],
+        rejected=rejected,
     )
     return Outcome(result if applied else None, decision)
+
+
+def _strip_line_numbers(text: str) -> tuple[str, str | None]:
+    """Run the line_numbers action and check that padding the numbers again gives back `text`.
+
+    Returns the new text (or `text` unchanged) and a rejection reason when the check failed.
+    """
+    stripped = line_numbers.strip_gutters(text)
+    if stripped is None:
+        return text, None
+    result, numbered = stripped
+    if line_numbers.restore_gutters(result, numbered) != text:
+        return text, "padding the line numbers again does not give back the original text"
+    return result, None
 
 
 def _apply_record_steps(value: Any, target: CompressionTarget) -> tuple[list[str], list[str]]:
@@ -168,7 +198,7 @@ def _compress_json(value: Any, target: CompressionTarget, tokens_before: int) ->
     lossless = not lossy and encoder_name in ("toon", "minify")
     verified_field: bool | None = verified if encoder_name != "render" else None
     if tokens_after >= tokens_before:
-        rejected.append({"action": action, "reason": f"not fewer tokens ({tokens_after} >= {tokens_before})"})
+        rejected.append({"action": action, "reason": "not fewer tokens"})
         return Outcome(
             None,
             _decision(target, action, tokens_before, tokens_before, lossless, verified_field, False, rejected),
