@@ -42,6 +42,7 @@ from engine.policy.models import Policy  # noqa: E402
 from engine.stages.cache import SemanticCache  # noqa: E402
 from engine.stages.cache.guards import check_guards, extract_facts  # noqa: E402
 from engine.stages.cache.policy import CacheSection  # noqa: E402
+from engine.stages.cache.snapshot import encode_message  # noqa: E402
 
 PAIRS = ROOT / "examples" / "cache-pairs"
 PAIR_FILES = ("paraphrases", "near-misses", "paraphrases-holdout", "near-misses-holdout", "near-misses-fresh")
@@ -157,7 +158,8 @@ def fill(cache: SemanticCache, size: int, prompts: list[str], vectors: np.ndarra
                 vector = noisy / np.linalg.norm(noisy)
             state = {"exact": f"bench-{number}", "scope": scope_state["scope"], "text": prompts[base],
                      "max_tokens": None}
-            cache._insert(state, answer(answer_text), vector, time.time())  # noqa: SLF001
+            message = answer(answer_text)
+            cache._insert(state, message, encode_message(message), vector, time.time())  # noqa: SLF001
     return time.perf_counter() - started
 
 
