@@ -9,7 +9,10 @@ Cases (all data generated deterministically from fixed seeds):
 - grep: 60 search matches `{file, line, match, context}` from a Grep tool call;
 - manifest: a package.json-style manifest of about 3 KB, read from a file;
 - large: a JSON result of about 1 MB (a flat table of file records), read from a file;
-- plain: a Claude Code request of about 60 KB whose tool results are not JSON (the cost of a miss).
+- plain: a Claude Code request of about 60 KB whose tool results are numbered source lines (Read
+  output in `cat -n` format), not JSON;
+- replayed session: the last request of the 30-request Claude Code session that `leangate bench`
+  replays (benchmarks/sessions.py, seed 9), with tokens per tool under the default policy.
 
 Each JSON case is measured with its compact and its pretty-printed (indent 2) text as the original,
 under the default policy (lossless) and under presets/lossy-search.yaml. Token counts are cl100k
@@ -34,6 +37,7 @@ from ruamel.yaml import YAML
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.sessions import MIXED_PROMPTS, agent_session, anthropic_request  # noqa: E402
 from engine.pipeline.context import RequestContext  # noqa: E402
 from engine.policy.loader import load_policy_set  # noqa: E402
 from engine.stages.compress.policy import CompressionTarget  # noqa: E402
@@ -334,22 +338,25 @@ def measure(runs: int) -> list[dict[str, Any]]:
                         "warm_ms": warm_ms,
                     }
                 )
-    for case, body in (
-        ("Claude Code request, no JSON results", plain_request()),
-        ("Claude Code session, 207 messages, 34 JSON results", long_session_request()),
+    for case, layout, body in (
+        ("Claude Code request, 3 Read results", "-", plain_request()),
+        ("Claude Code session, 207 messages, 34 JSON results", "pretty", long_session_request()),
     ):
         before = all_tool_result_tokens(body)
         for policy_name, policy in policies.items():
             decisions, result, cold_ms, warm_ms = run_stage(body, policy, runs)
             after = all_tool_result_tokens(result)
-            applied = sum(1 for decision in decisions if decision["applied"])
+            applied: dict[str, int] = {}
+            for decision in decisions:
+                if decision["applied"]:
+                    applied[decision["action"]] = applied.get(decision["action"], 0) + 1
             rows.append(
                 {
                     "case": case,
-                    "original": "pretty" if decisions else "-",
+                    "original": layout,
                     "bytes": len(json.dumps(body).encode()),
                     "policy": policy_name,
-                    "action": f"{applied} blocks changed" if decisions else "none",
+                    "action": ", ".join(f"{count} {action}" for action, count in applied.items()) or "none",
                     "tokens_before": before,
                     "tokens_after": after,
                     "saved": 1 - after / before,
@@ -358,6 +365,79 @@ def measure(runs: int) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+def tool_result_tokens_by_tool(body: dict[str, Any]) -> dict[str, list[int]]:
+    """Return [results, tokens] of the tool results in a body, by the name of the tool called."""
+    names = {}
+    totals: dict[str, list[int]] = {}
+    for message in body["messages"]:
+        if not isinstance(message["content"], list):
+            continue
+        for block in message["content"]:
+            if block.get("type") == "tool_use":
+                names[block["id"]] = block["name"]
+            elif block.get("type") == "tool_result":
+                content = block["content"]
+                text = content if isinstance(content, str) else "".join(part.get("text", "") for part in content)
+                entry = totals.setdefault(names.get(block["tool_use_id"], "?"), [0, 0])
+                entry[0] += 1
+                entry[1] += count_text(text)
+    return totals
+
+
+def measure_replayed_session(runs: int) -> list[dict[str, Any]]:
+    """Tokens per tool and stage time on the last request of the replayed bench session.
+
+    The last row runs the default policy without its line_numbers targets, for the stage time before
+    that action existed.
+    """
+    session = agent_session(requests=30, seed=9, prompts=MIXED_PROMPTS)
+    body = anthropic_request(session, 29, "claude-sonnet-4-5", max_tokens=32000)
+    policy = load_policies()["default (lossless)"]
+    without = _TargetsOnly([target for target in policy.compression
+                            if not any(action.name == "line_numbers" for action in target.actions)])
+    rows = []
+    before = tool_result_tokens_by_tool(body)
+    for policy_name, candidate in (("default", policy), ("default without line_numbers", without)):
+        decisions, result, cold_ms, warm_ms = run_stage(body, candidate, runs)
+        after = tool_result_tokens_by_tool(result)
+        actions = sorted({decision["action"] for decision in decisions if decision["applied"]})
+        tools = sorted(before, key=lambda name: -before[name][1]) if policy_name == "default" else []
+        for tool in tools:
+            rows.append(_session_row(tool, policy_name, before[tool][0], before[tool][1], after[tool][1]))
+        total = _session_row("all", policy_name, sum(entry[0] for entry in before.values()),
+                             sum(entry[1] for entry in before.values()), sum(entry[1] for entry in after.values()))
+        total.update(action=", ".join(actions) or "none", cold_ms=cold_ms, warm_ms=warm_ms)
+        rows.append(total)
+    return rows
+
+
+def _session_row(tool: str, policy_name: str, results: int, tokens_before: int, tokens_after: int) -> dict[str, Any]:
+    return {
+        "tool": tool,
+        "policy": policy_name,
+        "results": results,
+        "tokens_before": tokens_before,
+        "tokens_after": tokens_after,
+        "saved": 1 - tokens_after / tokens_before,
+        "action": "",
+        "cold_ms": None,
+        "warm_ms": None,
+    }
+
+
+def print_session_table(rows: list[dict[str, Any]]) -> None:
+    print("| replayed session, last of 30 requests | policy | results | tokens before | tokens after | saved | "
+          "action | stage ms, cold | stage ms, cached |")
+    print("|---|---|---:|---:|---:|---:|---|---:|---:|")
+    for row in rows:
+        cold = "" if row["cold_ms"] is None else f"{row['cold_ms']:.3f}"
+        warm = "" if row["warm_ms"] is None else f"{row['warm_ms']:.3f}"
+        print(
+            f"| {row['tool']} | {row['policy']} | {row['results']} | {row['tokens_before']:,} | {row['tokens_after']:,} | "
+            f"{row['saved']:.1%} | {row['action']} | {cold} | {warm} |"
+        )
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -385,6 +465,8 @@ def main() -> int:
         print(tool_result_text(result))
         return 0
     print_table(measure(args.runs))
+    print()
+    print_session_table(measure_replayed_session(args.runs))
     return 0
 
 

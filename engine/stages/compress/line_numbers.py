@@ -11,13 +11,14 @@ A text is rewritten only when it looks like a listing:
 
 - its first line, or its second line after one header line (Edit results start with "The file ... has
   been updated. Here's the result of running `cat -n` on a snippet ..."), is a numbered line;
-- it starts with at least MIN_LISTING_LINES numbered lines in a row with consecutive numbers;
-- after that first run, the listing goes on while numbered lines keep increasing: the next line is
-  numbered one higher, or it is a later, higher number after one or more lines without a gutter (an
-  omission marker, for instance). The first numbered line that breaks this ends the listing, and it
-  and everything after it stay byte-identical, like `<system-reminder>` blocks that follow.
+- the listing starts with at least MIN_LISTING_LINES numbered lines in a row with consecutive
+  numbers;
+- after that first run, the listing goes on while the numbers keep increasing. A numbered line
+  right after another one must be numbered one higher. After lines without a gutter (an omission
+  marker, for instance) any higher number may follow. The first numbered line that breaks this ends
+  the listing, and it and everything after it stay byte-identical, like `<system-reminder>` blocks.
 
-A numbered line has the gutter `^ *\\d+(\\t|→)` with the width of `cat -n`: GUTTER_WIDTH characters in
+A numbered line has the gutter `^ *[0-9]+(\\t|→)` with the width of `cat -n`: GUTTER_WIDTH characters in
 total, or no padding at all for numbers of GUTTER_WIDTH digits or more. A gutter of any other width
 ends the listing too, so whatever is rewritten can be restored.
 """
@@ -28,10 +29,11 @@ import re
 
 GUTTER_WIDTH = 6
 MIN_LISTING_LINES = 3
-# Lines before the first numbered line that a listing may have.
+# Maximum number of header lines before the first numbered line of a listing.
 MAX_HEADER_LINES = 1
 
-_GUTTER = re.compile(r"( *)(\d+)[\t→]")
+# ASCII digits only: `\d` would also match other scripts' digits, which `cat -n` never writes.
+_GUTTER = re.compile(r"( *)([0-9]+)[\t→]")
 
 
 def _gutter_number(line: str) -> int | None:

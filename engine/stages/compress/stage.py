@@ -75,7 +75,7 @@ def compress(ctx: RequestContext, policy: Policy) -> list[dict]:
 
     One decision per block that a target changed or tried and rejected, with the keys target,
     action, tokens_before, tokens_after, lossless, verified (None when nothing could be decoded to
-    check, e.g. text actions or render), applied, and rejected (reasons, when there are any).
+    check, e.g. lossy text actions or render), applied, and rejected (reasons, when there are any).
     """
     targets = policy.compression
     if not targets:

@@ -198,7 +198,7 @@ def _compress_json(value: Any, target: CompressionTarget, tokens_before: int) ->
     lossless = not lossy and encoder_name in ("toon", "minify")
     verified_field: bool | None = verified if encoder_name != "render" else None
     if tokens_after >= tokens_before:
-        rejected.append({"action": action, "reason": "not fewer tokens"})
+        rejected.append({"action": action, "reason": f"not fewer tokens ({tokens_after} >= {tokens_before})"})
         return Outcome(
             None,
             _decision(target, action, tokens_before, tokens_before, lossless, verified_field, False, rejected),
