@@ -124,6 +124,14 @@ def test_listing_ends_at_lower_number() -> None:
     assert stripped.endswith(reminder_snippet)
 
 
+def test_listing_ends_at_other_gutter_width() -> None:
+    tail = "\n      7\tseven characters wide\n     8\tback to six"
+    original = cat_n(source_lines(5)) + tail
+    stripped, numbered = strip_gutters(original)
+    assert numbered == list(range(5))
+    assert stripped.endswith(tail)
+
+
 @pytest.mark.parametrize(
     "text",
     [

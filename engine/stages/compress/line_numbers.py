@@ -82,6 +82,8 @@ def listing_lines(lines: list[str]) -> list[int]:
         if number is None:
             if in_first_run:
                 return []
+            if _GUTTER.match(lines[position]) is not None:
+                break  # a gutter of another width
             continue
         if previous is not None:
             adjacent = position == previous_position + 1
