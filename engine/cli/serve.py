@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    if not 0 <= args.port <= 65535:
+        print(f"error: --port must be between 0 and 65535, got {args.port}", file=sys.stderr)
+        return 2
     limit_malloc_arenas()
     from engine.app import create_app
     from engine.policy.errors import PolicyError

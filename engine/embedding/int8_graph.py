@@ -91,10 +91,13 @@ def cached_model(source: Path, source_sha256: str) -> Path:
     target = rewritten_path(source_sha256)
     if _verified(target, source_sha256):
         return target
+    if target.exists():
+        logger.warning("the rewritten model %s does not match its recorded sha256; writing it again", target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise RewriteError(f"cannot create the cache folder {target.parent}: {error.strerror}") from error
+        raise RewriteError(f"cannot create the cache folder {target.parent}: {error.strerror}; "
+                           f"set {CACHE_ENV} to a writable folder") from error
     command = [sys.executable, "-m", "engine.embedding.int8_graph", str(source), str(target),
                "--source-sha256", source_sha256]
     try:
@@ -102,8 +105,9 @@ def cached_model(source: Path, source_sha256: str) -> Path:
     except subprocess.TimeoutExpired as error:
         raise RewriteError(f"rewriting {source.name} timed out after {CONVERT_TIMEOUT_S} s") from error
     if finished.returncode != 0:
-        detail = (finished.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RewriteError(f"rewriting {source.name} failed: {detail}")
+        detail = (finished.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("error: ")
+        raise RewriteError(f"rewriting {source.name} into {target.parent} failed ({detail}); "
+                           f"set {CACHE_ENV} to a writable folder")
     if not _verified(target, source_sha256):
         raise RewriteError(f"the rewritten model {target} is missing or does not match its recorded sha256")
     return target

@@ -3,6 +3,7 @@ request, run the pipeline, send upstream, and respond in the client's protocol, 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -27,6 +28,21 @@ log = logging.getLogger(__name__)
 
 # Anthropic rejects bodies above 32 MB with 413; the gateway does the same before parsing.
 MAX_BODY_BYTES = 32 * 1024 * 1024
+# A client that sends part of a body and then stops gets 408 after this long (seconds, default 60,
+# LEANGATE_BODY_TIMEOUT_S overrides it), instead of holding the connection until it goes away.
+BODY_TIMEOUT_S = float(os.environ.get("LEANGATE_BODY_TIMEOUT_S") or 60.0)
+
+
+class BodyTimeout(Exception):
+    """The client did not send the whole request body within BODY_TIMEOUT_S."""
+
+
+async def read_body(request: Request, timeout: float = BODY_TIMEOUT_S) -> bytes:
+    """Return the request body, or raise BodyTimeout when it does not arrive in time."""
+    try:
+        return await asyncio.wait_for(request.body(), timeout)
+    except asyncio.TimeoutError as error:
+        raise BodyTimeout(f"the request body did not arrive within {timeout:g} s; send the whole body at once") from error
 
 
 def new_request_id() -> str:
@@ -84,7 +100,11 @@ class InferenceCall:
             return self.error(exc.status, exc.message)
         self.policy = policy = self.policies.for_team(team)
 
-        raw = await self.request.body()
+        try:
+            raw = await read_body(self.request)
+        except BodyTimeout as exc:
+            log.info("request %s: %s", self.request_id, exc)
+            return self.error(408, str(exc))
         if len(raw) > MAX_BODY_BYTES:
             return self.error(413, f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
         if not raw:

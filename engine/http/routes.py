@@ -13,7 +13,7 @@ from starlette.routing import Route
 from engine import tokens
 from engine.http.auth import AuthError, check_admin, resolve_team
 from engine.http.client_protocols import ANTHROPIC, OPENAI_CHAT, OPENAI_RESPONSES, json_response
-from engine.http.proxy import InferenceCall, gateway_headers, lower_headers, new_request_id
+from engine.http.proxy import BodyTimeout, InferenceCall, gateway_headers, lower_headers, new_request_id, read_body
 from engine.protocol.errors import ProtocolError, anthropic_error_body, openai_error_body
 
 
@@ -44,7 +44,10 @@ async def count_tokens(request: Request) -> Response:
         resolve_team(policies, lower_headers(request))
     except AuthError as exc:
         return error(exc.status, exc.message)
-    raw = await request.body()
+    try:
+        raw = await read_body(request)
+    except BodyTimeout as exc:
+        return error(408, str(exc))
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
