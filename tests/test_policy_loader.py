@@ -174,6 +174,18 @@ def test_include_errors_point_into_the_included_file(tmp_path):
     assert "aliases.yaml:2:1: aliases.x: unknown tier 'nosuchtier'" in issues[0]
 
 
+def test_missing_include_points_at_include_line(tmp_path):
+    text = MINIMAL.replace('aliases:\n  "*": auto\n', "aliases: !include missing.yaml\n")
+    directory = write_policy(tmp_path, text)
+    line = text.splitlines().index("aliases: !include missing.yaml") + 1
+
+    issues = issues_of(directory)
+
+    assert len(issues) == 1
+    assert f"default.yaml:{line}:10: aliases: !include missing.yaml: file " in issues[0]
+    assert issues[0].endswith("missing.yaml not found")
+
+
 def test_alias_expansion_is_bounded(tmp_path):
     lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x","x"]']
     for level in range(1, 9):

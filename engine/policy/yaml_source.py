@@ -135,6 +135,10 @@ class _Converter:
         if isinstance(node, _Include):
             target = (base_dir / node.target).resolve()
             self.document.positions[path] = Position(file, node.line, node.column)
+            if not target.exists():
+                # Reported where the !include is written, which is the line to fix.
+                raise _Failure(PolicyIssue(file, node.line, node.column, format_key_path(path),
+                                           f"!include {node.target}: file {display_path(target)} not found"))
             return self.load_file(target, path, depth + 1, stack)
         if isinstance(node, CommentedMap):
             result: dict[str, Any] = {}
