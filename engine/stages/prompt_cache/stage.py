@@ -62,7 +62,8 @@ def apply_prompt_caching(ctx: RequestContext, policy: Policy, tier: dict) -> dic
     provider = policy.providers.get(provider_name)
     settings = policy.prompt_caching.resolve(provider_name, tier.get("tier"), ctx.protocol, model)
     body = ctx.body
-    client_locations = [block.location for block in walk_prefix(body) if has_breakpoint(block.block)]
+    blocks = walk_prefix(body)
+    client_locations = [block.location for block in blocks if has_breakpoint(block.block)]
     if body.get(TOP_LEVEL) is not None:
         client_locations.append(TOP_LEVEL)
 
@@ -96,6 +97,7 @@ def apply_prompt_caching(ctx: RequestContext, policy: Policy, tier: dict) -> dic
     decision["carried"] = client_locations
     if settings.mode == "inject":
         decision["added"] = _inject(body, settings)
+        blocks = walk_prefix(body)  # the injection may have changed the body
         beta = policy.prompt_caching.extended_ttl_beta
         if beta and decision["added"] and _has_1h_breakpoint(body) and _add_beta(ctx.headers, beta):
             decision["anthropic_beta_added"] = beta
@@ -104,13 +106,16 @@ def apply_prompt_caching(ctx: RequestContext, policy: Policy, tier: dict) -> dic
             f"the client sent {len(client_locations)} cache_control breakpoints; Anthropic accepts at most {MAX_BREAKPOINTS}"
         )
 
-    decision["cached_prefix_tokens"] = cached_prefix_tokens(body)
+    decision["cached_prefix_tokens"] = cached_prefix_tokens(body, blocks)
     return decision
 
 
-def cached_prefix_tokens(body: dict[str, Any]) -> int:
-    """Return the estimated tokens from the start of the prompt through its last breakpoint."""
-    blocks = walk_prefix(body)
+def cached_prefix_tokens(body: dict[str, Any], blocks: list[PrefixBlock] | None = None) -> int:
+    """Return the estimated tokens from the start of the prompt through its last breakpoint.
+
+    `blocks` is `walk_prefix(body)` when the caller has it already; the walk counts every block."""
+    if blocks is None:
+        blocks = walk_prefix(body)
     if not blocks:
         return 0
     if body.get(TOP_LEVEL) is not None:
