@@ -291,7 +291,7 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     costs.set_xticks([index + width * (len(gateways) - 1) / 2 for index in range(len(keys))], keys, rotation=30, ha="right")
     costs.set_ylabel("billed cost, US cents")
     costs.set_title("One request or pair, cold prompt cache")
-    costs.legend()
+    costs.legend(fontsize=8, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.27))
 
     for name, gateway in gateways:
         running, total = [], 0.0
@@ -317,10 +317,11 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
                           rotation=30, ha="right")
     throughput.set_ylabel(f"requests/s at {results['options']['clients']} clients")
     throughput.set_title("Throughput, 50 ms stub")
-    throughput.legend()
+    # Below the axes: the bars reach the top of the panel, and the run names are long.
+    throughput.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3))
 
     figure.suptitle(f"leangate bench, {results['started']}, {results['machine']['cores']} shared cores")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
