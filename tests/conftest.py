@@ -3,6 +3,7 @@ free loopback ports, talked to over HTTP."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -74,6 +75,25 @@ def launch_gateway(workdir: Path, stub: LocalService, edit=None, env: dict[str, 
     process.extra["policies"] = policy_dir
     process.extra["decisions"] = workdir / "decisions.jsonl"
     return process
+
+
+@contextlib.contextmanager
+def recording_gateway(workdir: Path) -> Iterator[LocalService]:
+    """Start a stub with --prompt-cache and --record, and a gateway on the shipped policies in front of it.
+
+    The gateway's `extra["stub"]` is the stub, and the stub's `extra["record"]` is its record folder."""
+    record = workdir / "record"
+    stub = start_stub(workdir / "stub", "--prompt-cache", "--record", str(record))
+    stub.extra["record"] = record
+    gateway = None
+    try:
+        gateway = launch_gateway(workdir / "gateway", stub)
+        gateway.extra["stub"] = stub
+        yield gateway
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        stub.stop()
 
 
 @pytest.fixture(scope="session")

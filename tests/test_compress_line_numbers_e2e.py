@@ -18,8 +18,7 @@ import anthropic
 import pytest
 
 from benchmarks.sessions import EDIT_PROMPTS, agent_session, anthropic_request
-from engine.localrun import start_stub
-from tests.conftest import launch_gateway, wait_for_decisions
+from tests.conftest import recording_gateway, wait_for_decisions
 
 TURNS = 7
 
@@ -27,19 +26,8 @@ TURNS = 7
 @pytest.fixture(scope="module")
 def caching_gateway(tmp_path_factory):
     """A stub started with --prompt-cache and --record, and a gateway on the shipped policies."""
-    workdir = tmp_path_factory.mktemp("line-numbers")
-    record = workdir / "record"
-    stub = start_stub(workdir / "stub", "--prompt-cache", "--record", str(record))
-    stub.extra["record"] = record
-    gateway = None
-    try:
-        gateway = launch_gateway(workdir / "gateway", stub)
-        gateway.extra["stub"] = stub
+    with recording_gateway(tmp_path_factory.mktemp("line-numbers")) as gateway:
         yield gateway
-    finally:
-        if gateway is not None:
-            gateway.stop()
-        stub.stop()
 
 
 def session_with_reads(turns: int):

@@ -23,8 +23,7 @@ import orjson
 import pytest
 
 from benchmarks.sessions import EDIT_PROMPTS, agent_session, anthropic_request, chat_request, responses_request
-from engine.localrun import start_stub
-from tests.conftest import ADAPTER_TEAMS, launch_gateway
+from tests.conftest import ADAPTER_TEAMS, recording_gateway
 
 PATHS = {"anthropic": "/v1/messages", "openai-chat": "/v1/chat/completions", "openai-responses": "/v1/responses"}
 RENDER = {"anthropic": anthropic_request, "openai-chat": chat_request, "openai-responses": responses_request}
@@ -168,19 +167,8 @@ def test_off_mode_strips_client_breakpoints(start_gateway, stub):
 @pytest.fixture(scope="module")
 def caching_gateway(tmp_path_factory):
     """A stub started with --prompt-cache, and a gateway on the shipped policies in front of it."""
-    workdir = tmp_path_factory.mktemp("prompt-cache")
-    record = workdir / "record"
-    stub = start_stub(workdir / "stub", "--prompt-cache", "--record", str(record))
-    stub.extra["record"] = record
-    gateway = None
-    try:
-        gateway = launch_gateway(workdir / "gateway", stub)
-        gateway.extra["stub"] = stub
+    with recording_gateway(tmp_path_factory.mktemp("prompt-cache")) as gateway:
         yield gateway
-    finally:
-        if gateway is not None:
-            gateway.stop()
-        stub.stop()
 
 
 def recorded_input_tokens(record_dir: Path, needle: str, count: int) -> list[int]:

@@ -15,8 +15,7 @@ import anthropic
 import openai
 import pytest
 
-from engine.localrun import start_stub
-from tests.conftest import launch_gateway
+from tests.conftest import recording_gateway
 from tests.test_gateway_e2e import decision_for
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -34,18 +33,8 @@ EDIT_START = [name for name in NOT_CONDITIONAL if name not in ("WebFetch", "WebS
 @pytest.fixture(scope="module")
 def caching_gateway(tmp_path_factory):
     """A stub with prompt-cache simulation and recording, and a gateway on the shipped policies."""
-    workdir = tmp_path_factory.mktemp("tool-triggers")
-    record = workdir / "record"
-    stub = start_stub(workdir / "stub", "--prompt-cache", "--record", str(record))
-    stub.extra["record"] = record
-    gateway = None
-    try:
-        gateway = launch_gateway(workdir / "gateway", stub)
-        yield gateway, stub
-    finally:
-        if gateway is not None:
-            gateway.stop()
-        stub.stop()
+    with recording_gateway(tmp_path_factory.mktemp("tool-triggers")) as gateway:
+        yield gateway, gateway.extra["stub"]
 
 
 def system_prompt(marker: str) -> list[dict]:
