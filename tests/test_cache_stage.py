@@ -587,8 +587,8 @@ def test_entry_facts_follow_changed_guard_settings(minilm):
 
     # The first lookup extracts the entry's facts without the extra language and keeps them.
     first, first_decision = run(cache.lookup(asked, plain))
-    # The second runs with a guard setting that adds "zorblang" to both texts' languages; facts kept
-    # from the first lookup would lack it on the entry's side, and the language guard would refuse.
+    # The second runs with a guard setting that adds "zorblang" to both texts' languages. Facts kept
+    # from the first lookup would lack it on the entry's side, so the language guard would reject it.
     second, second_decision = run(cache.lookup(make_ctx(asked.body["messages"][0]["content"]), with_language))
 
     assert first_decision["result"] == "hit"

@@ -7,15 +7,16 @@ about 220 MB at the load peak and 160 MB after, for a 23 MB file. Disabling the 
 int8 weights but makes one embedding ten times slower.
 
 This module rewrites the graph once instead:
-- each `MatMul(x, Cast(w) * scale)` becomes one `MatMulNBits` node (ONNX Runtime's contrib operator
-  for weight-quantized matrix products) holding the same int8 weights as 8-bit blocks, with the same
-  per-column scale and a zero point of 128; `accuracy_level` 4 lets it multiply in int8, which is
+- each `MatMul(x, Cast(w) * scale)` becomes one `MatMulNBits` node, ONNX Runtime's contrib operator
+  for weight-quantized matrix products. It keeps the same int8 weights as 8-bit blocks, with the same
+  per-column scale and a zero point of 128. `accuracy_level` 4 lets it multiply in int8, which is
   faster than float32 here;
 - the word-embedding lookup `Gather(Cast(w) * scale, ids)` gathers the int8 rows and their scales
   first and converts only the rows it needs.
 
-The weights are the same numbers; the int8 products round the activations, which moves a sentence
-vector by about 5e-4 in cosine, and a one-word text by up to 5e-3 (`MAX_COSINE_DRIFT` bounds it). The rewrite runs in a child process
+The weights are the same numbers. The int8 products round the activations, which moves a sentence
+vector by about 5e-4 in cosine, and a one-word text by up to 5e-3 (`MAX_COSINE_DRIFT` bounds it).
+The rewrite runs in a child process
 (`python -m engine.embedding.int8_graph SOURCE TARGET`) so that its own memory peak, which holds
 both graphs and the float32 reference session used to check the result, never counts against the
 gateway's. The result is kept in a cache folder next to a small JSON file with its sha256, and later

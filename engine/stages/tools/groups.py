@@ -144,9 +144,9 @@ class ToolGroup(BaseModel):
     needed_when: list[TriggerConditions] | None = Field(
         None,
         description="Makes the group conditional: its tools are forwarded only on a request where one of "
-        "these triggers holds, where the class names the group in `keep` (or `session_keep` on a "
+        "these triggers matches, where the class names the group in `keep` (or `session_keep` on a "
         "session's first request), or where the tool is already called, forced by `tool_choice`, or "
-        "forwarded earlier in the session. This holds for every request, with or without a session. A "
+        "forwarded earlier in the session. This applies to every request, with or without a session. A "
         "single mapping is accepted as a list of one. `null` makes the group plain again (for team files).",
         json_schema_extra=_allow_single_trigger,
     )
