@@ -15,6 +15,25 @@ from engine.embedding import load_embedder
 from engine.embedding.onnx_minilm import CHARS_PER_TOKEN_BOUND
 
 
+def read_response(connection: socket.socket) -> str:
+    """Read one HTTP/1.1 response with a content-length body; headers and body may come in separate packets."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return (head + b"\r\n\r\n" + body).decode("utf-8", "replace")
+
+
 def test_partial_body_gets_408(start_gateway):
     gateway = start_gateway(env={"LEANGATE_BODY_TIMEOUT_S": "1"}, name="gateway-slow-body")
     address = urlsplit(gateway.url)
@@ -24,7 +43,7 @@ def test_partial_body_gets_408(start_gateway):
             b"anthropic-version: 2023-06-01\r\ncontent-length: 500\r\n\r\n{\"model\": \"claude"
         )
         started = time.monotonic()
-        reply = connection.recv(65536).decode("utf-8", "replace")
+        reply = read_response(connection)
 
     assert reply.startswith("HTTP/1.1 408")
     assert "did not arrive within 1 s" in reply
