@@ -77,6 +77,22 @@ def launch_gateway(workdir: Path, stub: LocalService, edit=None, env: dict[str, 
     return process
 
 
+def recorded_bodies(record_dir: Path, needle: str, count: int, timeout: float = 10.0) -> list[dict]:
+    """Return the recorded upstream bodies that contain `needle`, in the order the stub received them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = []
+        for path in sorted(record_dir.glob("*.json")):
+            if path.name.endswith(".meta.json"):
+                continue
+            raw = path.read_text(encoding="utf-8")
+            if needle in raw:
+                found.append(json.loads(raw))
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def recording_gateway(workdir: Path) -> Iterator[LocalService]:
     """Start a stub with --prompt-cache and --record, and a gateway on the shipped policies in front of it.

@@ -8,17 +8,14 @@ simulates prompt caching, so its usage shows whether it did.
 
 from __future__ import annotations
 
-import json
 import random
 import re
-import time
-from pathlib import Path
 
 import anthropic
 import pytest
 
 from benchmarks.sessions import EDIT_PROMPTS, agent_session, anthropic_request
-from tests.conftest import recording_gateway, wait_for_decisions
+from tests.conftest import recorded_bodies, recording_gateway, wait_for_decisions
 
 TURNS = 7
 
@@ -40,22 +37,6 @@ def session_with_reads(turns: int):
         if len(reads) >= 2:
             return session
     raise AssertionError("no generated session has two Read results")
-
-
-def recorded_bodies(record_dir: Path, needle: str, count: int, timeout: float = 10.0) -> list[dict]:
-    """Return the recorded upstream bodies that contain `needle`, in arrival order."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = []
-        for path in sorted(record_dir.glob("*.json")):
-            if path.name.endswith(".meta.json"):
-                continue
-            raw = path.read_text(encoding="utf-8")
-            if needle in raw:
-                found.append(json.loads(raw))
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
 
 
 def tool_results(body: dict) -> dict[str, str]:

@@ -23,7 +23,7 @@ import orjson
 import pytest
 
 from benchmarks.sessions import EDIT_PROMPTS, agent_session, anthropic_request, chat_request, responses_request
-from tests.conftest import ADAPTER_TEAMS, recording_gateway
+from tests.conftest import ADAPTER_TEAMS, recorded_bodies, recording_gateway
 
 PATHS = {"anthropic": "/v1/messages", "openai-chat": "/v1/chat/completions", "openai-responses": "/v1/responses"}
 RENDER = {"anthropic": anthropic_request, "openai-chat": chat_request, "openai-responses": responses_request}
@@ -42,22 +42,6 @@ def without_cache_control(value):
 def session_headers(protocol: str, session_id: str, team: str) -> dict[str, str]:
     name = "x-claude-code-session-id" if protocol == "anthropic" else "session_id"
     return {name: session_id, "x-leangate-team": team, "content-type": "application/json"}
-
-
-def recorded_bodies(record_dir: Path, needle: str, count: int, timeout: float = 10.0) -> list[dict]:
-    """Return the recorded upstream bodies that contain `needle`, in the order the stub received them."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = []
-        for path in sorted(record_dir.glob("*.json")):
-            if path.name.endswith(".meta.json"):
-                continue
-            raw = path.read_text(encoding="utf-8")
-            if needle in raw:
-                found.append(json.loads(raw))
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
 
 
 def upstream_prefix(body: dict, previous_message_count: int) -> dict:

@@ -2,7 +2,7 @@
 
 A group is a list of tool names and globs, or a mapping with `tools` and `needed_when`. A group with
 `needed_when` is conditional: its tools are forwarded only on requests where one of its triggers
-holds (or where the class names the group, or the tool is protected), because tools such as
+matches (or where the class names the group, or the tool is protected), because tools such as
 `NotebookEdit` or `ExitPlanMode` are useful only in situations that the conversation itself shows.
 Regexes and globs compile here, at load.
 """

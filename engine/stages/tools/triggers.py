@@ -17,7 +17,8 @@ NAMED_BY_CLASS = "class"
 class ConversationText:
     """The texts that trigger conditions search, extracted from the canonical body on first use.
 
-    Each property is built at most once per request, and only when a trigger reads it.
+    The properties are cached, and `needed_groups` makes one instance per call, so each is built at
+    most once per request and only when a trigger reads it.
     """
 
     def __init__(self, body: dict):
